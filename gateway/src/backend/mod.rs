@@ -1,0 +1,157 @@
+//! The backend connector: sends rendered app requests over a pooled HTTP client.
+//!
+//! It knows nothing of SCIM or mappings. Its rules are transport rules: a timeout on every call,
+//! retries only where a retry cannot duplicate a write (reads, and writes that never left), bounded
+//! response sizes, and no credentials in any error it returns.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::mapping::call::AppRequest;
+
+/// Largest app response the gateway reads; beyond it the call fails rather than eat memory.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Attempts for a retryable call, including the first.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Why a call produced no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("the application did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach the application: {0}")]
+    Connect(String),
+    #[error("the application's answer was unusable: {0}")]
+    Response(String),
+    #[error("invalid request for the application: {0}")]
+    Request(String),
+}
+
+impl BackendError {
+    /// Whether the request may have reached the app (a write may then have happened).
+    pub fn maybe_delivered(&self) -> bool {
+        !matches!(self, BackendError::Connect(_) | BackendError::Request(_))
+    }
+}
+
+/// An app's HTTP answer.
+#[derive(Debug, Clone)]
+pub struct AppResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The body as JSON; `null` when empty; a JSON string when it was not JSON.
+    pub body: Value,
+}
+
+/// A connection-pooled client for one app instance.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    client: reqwest::Client,
+    base_url: String,
+    timeout: Duration,
+}
+
+impl Backend {
+    /// A client for the app at `base_url`; `timeout` bounds each attempt.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, BackendError> {
+        let parsed = reqwest::Url::parse(base_url).map_err(|e| BackendError::Request(format!("base_url: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(BackendError::Request("base_url must be http or https".into()));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BackendError::Request(e.to_string()))?;
+        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout })
+    }
+
+    /// The base URL requests are relative to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends `req`, retrying with backoff where that is safe.
+    pub async fn send(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
+        let idempotent = matches!(req.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(req).await;
+            let retry = match &result {
+                Err(e) => !e.maybe_delivered() || (idempotent && matches!(e, BackendError::Timeout(_))),
+                Ok(r) => idempotent && matches!(r.status, 502..=504),
+            };
+            if !retry || attempt >= MAX_ATTEMPTS {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
+        let url = format!("{}{}", self.base_url, req.path);
+        let mut headers = HeaderMap::new();
+        for (k, v) in &req.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| BackendError::Request(format!("bad header name `{k}`")))?;
+            let mut value = HeaderValue::from_str(v).map_err(|_| BackendError::Request(format!("bad value for header `{k}`")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = self.client.request(req.method.clone(), url).headers(headers);
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let resp = builder.send().await.map_err(|e| self.classify(e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if resp.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+            return Err(BackendError::Response("response too large".into()));
+        }
+        let bytes = read_limited(resp).await.map_err(|e| self.classify(e))??;
+        Ok(AppResponse { status, headers, body: parse_body(&bytes) })
+    }
+
+    fn classify(&self, e: reqwest::Error) -> BackendError {
+        // reqwest errors may embed the URL; ours never carry credentials in URLs, but keep the text short.
+        let e = e.without_url();
+        if e.is_timeout() {
+            BackendError::Timeout(self.timeout)
+        } else if e.is_connect() {
+            BackendError::Connect(e.to_string())
+        } else if e.is_builder() {
+            BackendError::Request(e.to_string())
+        } else {
+            BackendError::Response(e.to_string())
+        }
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Result<Bytes, BackendError>, reqwest::Error> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Ok(Err(BackendError::Response("response too large".into())));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(Bytes::from(buf)))
+}
+
+fn parse_body(bytes: &[u8]) -> Value {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).chars().take(2000).collect()))
+}

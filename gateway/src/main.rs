@@ -1,0 +1,277 @@
+//! The `scimbridge` command: `serve`, `check`, `demo`, `token`, `demo-app`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+
+use scimbridge::config;
+use scimbridge::provision::Provisioner;
+use scimbridge::server::{self, AppState, Limits};
+use scimbridge::store::Store;
+use scimbridge::store::redb::RedbStore;
+use scimbridge::telemetry::{self, LogFormat};
+use scimbridge::tenant::Registry;
+
+#[derive(Parser)]
+#[command(name = "scimbridge", version, about = "SCIM 2.0 gateway for legacy REST applications")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SCIMBRIDGE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every tenant of a config directory.
+    Serve(ServeArgs),
+    /// Validate every tenant and mapping file, then exit (non-zero on problems).
+    Check {
+        /// Directory holding `tenants/` and `mappings/`.
+        #[arg(long, default_value = ".")]
+        config: PathBuf,
+    },
+    /// Run the demo: the demo app and the gateway with the demo tenant, together.
+    Demo {
+        /// Gateway listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Demo app listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        app_listen: SocketAddr,
+        /// Directory holding `tenants/` and `mappings/`.
+        #[arg(long, default_value = ".")]
+        config: PathBuf,
+    },
+    /// Run only the demo legacy app.
+    DemoApp {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// The API key the app accepts.
+        #[arg(long, env = "DEMO_APP_API_KEY", hide_env_values = true)]
+        api_key: String,
+    },
+    /// Bearer tokens for tenant files.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory holding `tenants/` and `mappings/`.
+    #[arg(long, default_value = ".")]
+    config: PathBuf,
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMBRIDGE_LISTEN")]
+    listen: SocketAddr,
+    /// Where the embedded store keeps its file (default: `<config>/data`).
+    #[arg(long, env = "SCIMBRIDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How clients reach this gateway, for `meta.location` (default: `http://<listen address>`).
+    #[arg(long, env = "SCIMBRIDGE_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a random token: prints the secret once and the line for the tenant file.
+    Create {
+        /// A label for logs (e.g. `entra-2026-11`).
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// Print the SHA-256 of a token read from standard input.
+    Hash,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    // The demo binds and exports its settings while the process is still single-threaded.
+    let demo_prep = match &cli.command {
+        Command::Demo { listen, app_listen, .. } => match DemoPrep::new(*listen, *app_listen) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, demo_prep)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check { config } => Ok(check(&config)),
+        Command::Demo { config, .. } => match demo_prep {
+            Some(prep) => demo(prep, config).await,
+            None => Ok(ExitCode::FAILURE),
+        },
+        Command::DemoApp { listen, api_key } => {
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
+            println!("demo-app listening on http://{}", listener.local_addr()?);
+            demo_app::serve(listener, demo_app::Config { api_key }, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(t) => token(t),
+    }
+}
+
+/// Loads and compiles a config directory, printing every problem.
+fn load(dir: &Path) -> Option<Registry> {
+    let result = config::read_dir(dir).and_then(|set| Registry::build(&set));
+    match result {
+        Ok(r) => Some(r),
+        Err(problems) => {
+            eprintln!("{problems}");
+            None
+        }
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    match load(dir) {
+        Some(r) => {
+            println!("ok: {} tenant(s): {}", r.len(), r.ids().join(", "));
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let Some(registry) = load(&args.config) else {
+        eprintln!("refusing to start: fix the configuration above");
+        return Ok(ExitCode::FAILURE);
+    };
+    let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
+    let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
+    run_gateway(registry, Arc::new(store), listener, args.public_url).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_gateway(
+    registry: Registry,
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+    public_url: Option<String>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState {
+        registry: Arc::new(ArcSwap::from_pointee(registry)),
+        provisioner: Arc::new(Provisioner::new(store, &public_url)),
+        limits: Limits::default(),
+    };
+    // Tests and scripts read this line to learn the port.
+    println!("scimbridge listening on http://{addr}");
+    tracing::info!(%addr, tenants = state.registry.load().len(), "serving");
+    server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The demo's listeners and app key, prepared before the runtime starts.
+struct DemoPrep {
+    gateway: std::net::TcpListener,
+    app: std::net::TcpListener,
+    api_key: String,
+}
+
+impl DemoPrep {
+    fn new(listen: SocketAddr, app_listen: SocketAddr) -> anyhow::Result<Self> {
+        let bind = |a: SocketAddr| -> anyhow::Result<std::net::TcpListener> {
+            let l = std::net::TcpListener::bind(a).with_context(|| format!("bind {a}"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        };
+        let gateway = bind(listen)?;
+        let app = bind(app_listen)?;
+        // A fresh key per run unless given, so the repository holds no backend secret.
+        let api_key = std::env::var("DEMO_APP_API_KEY").unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
+        let app_url = format!("http://{}", app.local_addr()?);
+        // SAFETY: called from `main` before the runtime or any other thread exists.
+        unsafe {
+            std::env::set_var("DEMO_APP_URL", &app_url);
+            std::env::set_var("DEMO_APP_API_KEY", &api_key);
+        }
+        Ok(Self { gateway, app, api_key })
+    }
+}
+
+async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let app_listener = tokio::net::TcpListener::from_std(prep.app)?;
+    println!("demo-app listening on http://{}", app_listener.local_addr()?);
+    let app = tokio::spawn(demo_app::serve(app_listener, demo_app::Config { api_key: prep.api_key }, shutdown_signal()));
+    let Some(registry) = load(&config_dir) else {
+        eprintln!("refusing to start: fix the configuration above (run from the repository root, or pass --config)");
+        return Ok(ExitCode::FAILURE);
+    };
+    let store = RedbStore::in_memory().context("create the demo store")?;
+    let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
+    println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
+    run_gateway(registry, Arc::new(store), listener, None).await?;
+    app.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create { label } => {
+            let secret = format!("sb_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            let hash = hex::encode(scimbridge::auth::hash_token(&secret));
+            println!("token (shown once; give it to the identity provider): {secret}");
+            println!("tenant file entry:\n  - label: {label}\n    sha256: \"{hash}\"");
+        }
+        TokenCommand::Hash => {
+            let mut input = String::new();
+            std::io::stdin().read_line(&mut input).context("read the token from standard input")?;
+            println!("{}", hex::encode(scimbridge::auth::hash_token(input.trim_end_matches(['\n', '\r']))));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,93 @@
+//! A call template (method, path, query, headers, body) and its rendering into a concrete request.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::spec::CallSpec;
+use super::template::{Context, Escape, StrTemplate, TemplateError, ValueTemplate};
+
+/// A compiled call: everything but the values is fixed at load.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    path: StrTemplate,
+    query: Vec<(String, StrTemplate)>,
+    headers: Vec<(String, StrTemplate)>,
+    body: Option<ValueTemplate>,
+    /// JSON Pointer to the object in the response.
+    pub result: Option<String>,
+    /// Statuses that count as success besides 2xx.
+    pub ok_statuses: Vec<u16>,
+}
+
+/// A rendered request, relative to the tenant's base URL. Printable (`scimbridge explain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl Call {
+    /// Compiles a call spec; `what` names it in errors.
+    pub fn compile(spec: &CallSpec) -> Result<Self, String> {
+        let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("unknown HTTP method `{}`", spec.method))?;
+        if !spec.path.starts_with('/') {
+            return Err(format!("path `{}` must start with `/`", spec.path));
+        }
+        let tmpl = |s: &String| StrTemplate::compile(s).map_err(|e: TemplateError| e.to_string());
+        let pairs = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter().map(|(k, v)| Ok((k.clone(), tmpl(v)?))).collect::<Result<Vec<_>, String>>()
+        };
+        if let Some(r) = &spec.result {
+            super::pointer::validate(r).map_err(|e| e.to_string())?;
+        }
+        Ok(Self {
+            method,
+            path: tmpl(&spec.path)?,
+            query: pairs(&spec.query)?,
+            headers: pairs(&spec.headers)?,
+            body: spec.body.as_ref().map(ValueTemplate::compile).transpose().map_err(|e| e.to_string())?,
+            result: spec.result.clone(),
+            ok_statuses: spec.ok_statuses.clone(),
+        })
+    }
+
+    /// Renders the call with `ctx`; `common_headers` come first so a call's own headers win.
+    pub fn render(
+        &self,
+        ctx: &Context,
+        common_headers: &[(String, StrTemplate)],
+        extra_query: &[(String, StrTemplate)],
+    ) -> Result<AppRequest, TemplateError> {
+        let mut query = Vec::with_capacity(self.query.len() + extra_query.len());
+        for (k, t) in self.query.iter().chain(extra_query) {
+            let v = t.render(ctx, Escape::None)?;
+            if !v.is_empty() {
+                query.push((k.clone(), v));
+            }
+        }
+        let mut headers = Vec::with_capacity(common_headers.len() + self.headers.len());
+        for (k, t) in common_headers.iter().chain(&self.headers) {
+            headers.push((k.clone(), t.render(ctx, Escape::None)?));
+        }
+        Ok(AppRequest {
+            method: self.method.clone(),
+            path: self.path.render(ctx, Escape::PathSegment)?,
+            query,
+            headers,
+            body: self.body.as_ref().map(|b| b.render(ctx)).transpose()?,
+        })
+    }
+
+    /// The object this call answered with: the `result` pointer, or the whole body.
+    pub fn result_of<'a>(&self, body: &'a Value) -> Option<&'a Value> {
+        match &self.result {
+            Some(p) => body.pointer(p),
+            None => Some(body),
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! Compiles a mapping spec into its executable form, once, when configuration loads.
+//!
+//! Everything that can be checked without calling the app is checked here, so that `scimbridge check`
+//! and `serve` reject a broken mapping before any request depends on it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::call::Call;
+use super::errors::ErrorMap;
+use super::pointer;
+use super::spec::{AttributeSpec, Direction, ListSpec, MappingFile, MembersSpec, ResourceSpec};
+use super::template::{Expr, StrTemplate};
+use crate::scim::filter::{CompareOp, Filter, parse_attr_path, parse_patch_path};
+use crate::scim::schema::{self, Attribute, ResourceSchema};
+
+/// The SCIM resource types a mapping can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    /// `User` / `Group`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::User => "User",
+            ResourceKind::Group => "Group",
+        }
+    }
+    /// The endpoint segment: `Users` / `Groups`.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        }
+    }
+    /// Parses a resource type name (`User`).
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "User" => Some(ResourceKind::User),
+            "Group" => Some(ResourceKind::Group),
+            _ => None,
+        }
+    }
+    /// Parses an endpoint segment (`Users`), case-insensitively.
+    pub fn from_endpoint(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("Users") {
+            Some(ResourceKind::User)
+        } else if s.eq_ignore_ascii_case("Groups") {
+            Some(ResourceKind::Group)
+        } else {
+            None
+        }
+    }
+    /// The full RFC 7643 schema of this type, from which a mapping's schema is cut.
+    pub fn full_schema(self) -> ResourceSchema {
+        match self {
+            ResourceKind::User => schema::user_resource(),
+            ResourceKind::Group => schema::group_resource(),
+        }
+    }
+}
+
+/// A mapping problem found at load, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct CompileError {
+    /// A readable path into the file, e.g. `resources.User.attributes[3].scim`.
+    pub location: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+fn err(location: impl Into<String>, message: impl Into<String>) -> CompileError {
+    CompileError { location: location.into(), message: message.into(), hint: None }
+}
+
+/// A compiled mapping.
+#[derive(Debug)]
+pub struct Mapping {
+    pub name: String,
+    /// Headers for every call, as templates.
+    pub headers: Vec<(String, StrTemplate)>,
+    pub timeout: Option<Duration>,
+    pub errors: ErrorMap,
+    resources: BTreeMap<ResourceKind, ResourceMapping>,
+}
+
+impl Mapping {
+    /// The mapping of `kind`, if the app supports it.
+    pub fn resource(&self, kind: ResourceKind) -> Option<&ResourceMapping> {
+        self.resources.get(&kind)
+    }
+    /// All mapped resource types.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceMapping> {
+        self.resources.values()
+    }
+}
+
+/// Where a mapping line puts its value on the SCIM side, in canonical spelling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimTarget {
+    /// Extension schema URN; `None` for the core schema.
+    pub urn: Option<String>,
+    /// Top-level attribute name.
+    pub name: String,
+    /// Sub-attribute, for complex attributes.
+    pub sub: Option<String>,
+    /// For multi-valued attributes: the `eq` conditions that select (and, on read, build) the entry.
+    pub select: Vec<(String, Value)>,
+    /// Whether `name` is multi-valued.
+    pub multi_valued: bool,
+    /// The definition of the targeted (sub-)attribute.
+    pub attribute: Attribute,
+}
+
+/// A compiled attribute mapping line.
+#[derive(Debug)]
+pub struct AttrMap {
+    pub target: Option<ScimTarget>,
+    pub app: String,
+    pub direction: Direction,
+    /// SCIM value → app value pairs.
+    pub values: Vec<(Value, Value)>,
+    pub to_app: Option<Expr>,
+    pub to_scim: Option<Expr>,
+    pub constant: Option<Value>,
+    pub reference: Option<ResourceKind>,
+    pub entry: Map<String, Value>,
+    pub required: bool,
+}
+
+/// An `eq` filter the app can answer itself.
+#[derive(Debug)]
+pub struct Search {
+    pub urn: Option<String>,
+    pub name: String,
+    pub sub: Option<String>,
+    pub query: Vec<(String, StrTemplate)>,
+}
+
+/// The list call.
+#[derive(Debug)]
+pub struct ListMapping {
+    pub call: Call,
+    pub items: String,
+    pub total: Option<String>,
+    pub max_page_size: usize,
+    pub style: super::spec::PagingStyle,
+    pub search: Vec<Search>,
+}
+
+/// How group membership is reached in the app.
+#[derive(Debug)]
+pub struct MembersMapping {
+    pub member_kind: ResourceKind,
+    pub list: Call,
+    pub items: String,
+    pub member_id: Option<String>,
+    pub total: Option<String>,
+    pub max_page_size: usize,
+    pub style: super::spec::PagingStyle,
+    pub add: Call,
+    pub remove: Call,
+}
+
+/// One resource type as the app holds it.
+#[derive(Debug)]
+pub struct ResourceMapping {
+    pub kind: ResourceKind,
+    /// Pointer to the app id in an app object.
+    pub id: String,
+    pub attributes: Vec<AttrMap>,
+    pub create: Call,
+    pub read: Call,
+    pub replace: Option<Call>,
+    pub delete: Call,
+    pub list: ListMapping,
+    pub members: Option<MembersMapping>,
+    /// The SCIM schema clients see: only what this mapping can hold.
+    pub schema: ResourceSchema,
+    /// Whether `externalId` lives in the app (else the gateway's store keeps it).
+    pub external_id_in_app: bool,
+}
+
+/// Compiles and checks a mapping file; all problems are reported, not just the first.
+pub fn compile(file: &MappingFile) -> Result<Mapping, Vec<CompileError>> {
+    let mut errors = Vec::new();
+    let headers = compile_pairs(&file.http.headers, "http.headers", &mut errors);
+    let error_map = ErrorMap::compile(&file.errors).map_err(|m| err("errors", m));
+    let mut resources = BTreeMap::new();
+    for (name, spec) in &file.resources {
+        let loc = format!("resources.{name}");
+        let Some(kind) = ResourceKind::from_name(name) else {
+            errors.push(CompileError {
+                location: loc,
+                message: format!("unknown resource type `{name}`"),
+                hint: Some("use `User` or `Group`".into()),
+            });
+            continue;
+        };
+        match compile_resource(kind, spec, &loc) {
+            Ok(r) => {
+                resources.insert(kind, r);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if file.resources.is_empty() {
+        errors.push(err("resources", "a mapping must map at least one resource type"));
+    }
+    for r in resources.values() {
+        if let Some(m) = &r.members
+            && !resources.contains_key(&m.member_kind)
+        {
+            errors.push(err(
+                format!("resources.{}.members.resource", r.kind.name()),
+                format!("members are `{}` but the mapping has no such resource", m.member_kind.name()),
+            ));
+        }
+        for a in &r.attributes {
+            if let Some(k) = a.reference
+                && !resources.contains_key(&k)
+            {
+                errors.push(err(
+                    format!("resources.{}.attributes", r.kind.name()),
+                    format!("`reference: {}` names a resource the mapping does not map", k.name()),
+                ));
+            }
+        }
+    }
+    match error_map {
+        Ok(e) if errors.is_empty() => Ok(Mapping {
+            name: file.app.clone(),
+            headers,
+            timeout: file.http.timeout_ms.map(Duration::from_millis),
+            errors: e,
+            resources,
+        }),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
+}
+
+fn compile_pairs(
+    map: &BTreeMap<String, String>,
+    loc: &str,
+    errors: &mut Vec<CompileError>,
+) -> Vec<(String, StrTemplate)> {
+    map.iter()
+        .filter_map(|(k, v)| match StrTemplate::compile(v) {
+            Ok(t) => Some((k.clone(), t)),
+            Err(e) => {
+                errors.push(err(format!("{loc}.{k}"), e.to_string()));
+                None
+            }
+        })
+        .collect()
+}
+
+fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Result<ResourceMapping, Vec<CompileError>> {
+    let mut errors = Vec::new();
+    let full = kind.full_schema();
+    if let Err(e) = pointer::validate(&spec.id) {
+        errors.push(err(format!("{loc}.id"), e.to_string()));
+    }
+    let mut attributes = Vec::new();
+    for (i, a) in spec.attributes.iter().enumerate() {
+        match compile_attribute(a, &full, &format!("{loc}.attributes[{i}]")) {
+            Ok(m) => attributes.push(m),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut call = |c: &super::spec::CallSpec, what: &str| match Call::compile(c) {
+        Ok(c) => Some(c),
+        Err(m) => {
+            errors.push(err(format!("{loc}.operations.{what}"), m));
+            None
+        }
+    };
+    let ops = &spec.operations;
+    let create = call(&ops.create, "create");
+    let read = call(&ops.read, "read");
+    let replace = ops.replace.as_ref().map(|c| call(c, "replace"));
+    let delete = call(&ops.delete, "delete");
+    let list = compile_list(&ops.list, &full, &format!("{loc}.operations.list"), &mut errors);
+    let members = match &spec.members {
+        Some(m) if kind == ResourceKind::Group => compile_members(m, &format!("{loc}.members"), &mut errors),
+        Some(_) => {
+            errors.push(err(format!("{loc}.members"), "only a Group has members"));
+            None
+        }
+        None => None,
+    };
+    let required_name = match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    if !attributes.iter().any(|a| {
+        a.direction != Direction::ToApp
+            && a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.sub.is_none() && t.name == required_name)
+    }) {
+        errors.push(CompileError {
+            location: format!("{loc}.attributes"),
+            message: format!("`{required_name}` must be mapped: SCIM requires it on every {}", kind.name()),
+            hint: Some(format!("add `- scim: {required_name}` with the app field that holds it")),
+        });
+    }
+    let (Some(create), Some(read), Some(delete), Some(list)) = (create, read, delete, list) else {
+        return Err(errors);
+    };
+    let replace = match replace {
+        Some(Some(r)) => Some(r),
+        Some(None) => return Err(errors),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let external_id_in_app = attributes
+        .iter()
+        .any(|a| a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.name == "externalId"));
+    let schema = super::transform::published_schema(&full, &attributes, members.as_ref(), replace.is_some());
+    Ok(ResourceMapping {
+        kind,
+        id: spec.id.clone(),
+        attributes,
+        create,
+        read,
+        replace,
+        delete,
+        list,
+        members,
+        schema,
+        external_id_in_app,
+    })
+}
+
+fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Result<AttrMap, CompileError> {
+    pointer::validate(&a.app).map_err(|e| err(format!("{loc}.app"), e.to_string()))?;
+    if a.app.is_empty() {
+        return Err(err(format!("{loc}.app"), "the app pointer must name a field"));
+    }
+    let target = a.scim.as_deref().map(|s| scim_target(s, full, &format!("{loc}.scim"))).transpose()?;
+    let expr = |src: &Option<String>, what: &str| {
+        src.as_deref().map(Expr::compile).transpose().map_err(|e| err(format!("{loc}.{what}"), e.to_string()))
+    };
+    let to_app = expr(&a.to_app, "to_app")?;
+    let to_scim = expr(&a.to_scim, "to_scim")?;
+    match (&target, &a.constant) {
+        (None, None) => {
+            return Err(CompileError {
+                location: loc.to_owned(),
+                message: "a mapping line needs `scim` (an attribute) or `constant` (a fixed app value)".into(),
+                hint: None,
+            });
+        }
+        (Some(_), Some(_)) => return Err(err(loc, "`constant` lines have no `scim` attribute")),
+        _ => {}
+    }
+    let reference = match a.reference.as_deref() {
+        Some(r) => Some(
+            ResourceKind::from_name(r).ok_or_else(|| err(format!("{loc}.reference"), format!("unknown resource `{r}`")))?,
+        ),
+        None => None,
+    };
+    let values = match &a.values {
+        Some(table) => {
+            let ty = target.as_ref().map(|t| t.attribute.ty);
+            table
+                .iter()
+                .map(|(k, v)| {
+                    let key = match ty {
+                        Some(schema::AttrType::Boolean) => match k.to_ascii_lowercase().as_str() {
+                            "true" => Value::Bool(true),
+                            "false" => Value::Bool(false),
+                            _ => return Err(err(format!("{loc}.values"), format!("`{k}` is not a boolean"))),
+                        },
+                        Some(schema::AttrType::Integer) => k
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .map_err(|_| err(format!("{loc}.values"), format!("`{k}` is not an integer")))?,
+                        _ => Value::String(k.clone()),
+                    };
+                    Ok((key, v.clone()))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok(AttrMap {
+        target,
+        app: a.app.clone(),
+        direction: a.direction,
+        values,
+        to_app,
+        to_scim,
+        constant: a.constant.clone(),
+        reference,
+        entry: a.entry.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        required: a.required,
+    })
+}
+
+/// Resolves a mapping's SCIM path against the full schema into canonical spelling.
+fn scim_target(path: &str, full: &ResourceSchema, loc: &str) -> Result<ScimTarget, CompileError> {
+    let p = parse_patch_path(path).map_err(|e| err(loc, format!("`{path}` is not a SCIM attribute path: {e}")))?;
+    let urn = match p.attr.urn.as_deref() {
+        Some(u) if u.eq_ignore_ascii_case(&full.core.id) => None,
+        Some(u) => Some(
+            full.schema(u)
+                .map(|s| s.id.clone())
+                .ok_or_else(|| err(loc, format!("unknown schema `{u}` in `{path}`")))?,
+        ),
+        None => None,
+    };
+    let top = full
+        .find(urn.as_deref(), &p.attr.name, None)
+        .ok_or_else(|| unknown_attr(loc, path, full))?
+        .clone();
+    let sub_name = p.attr.sub.as_deref().or(p.sub.as_deref());
+    let attribute = match sub_name {
+        Some(s) => top.sub(s).cloned().ok_or_else(|| err(loc, format!("`{}` has no sub-attribute `{s}`", top.name)))?,
+        None => top.clone(),
+    };
+    let mut select = Vec::new();
+    if let Some(f) = &p.filter {
+        if !top.multi_valued {
+            return Err(err(loc, format!("`{}` is not multi-valued: a `[filter]` cannot select an entry", top.name)));
+        }
+        collect_eqs(f, &top, &mut select).map_err(|m| err(loc, m))?;
+    } else if top.multi_valued && sub_name.is_some() {
+        return Err(CompileError {
+            location: loc.to_owned(),
+            message: format!("`{path}` names a sub-attribute of multi-valued `{}` without selecting an entry", top.name),
+            hint: Some(format!("select one entry, e.g. `{}[type eq \"work\"].{}`", top.name, sub_name.unwrap_or("value"))),
+        });
+    }
+    if attribute.ty == schema::AttrType::Complex && sub_name.is_none() {
+        return Err(err(loc, format!("`{path}` is complex: map each sub-attribute on its own line")));
+    }
+    Ok(ScimTarget {
+        urn,
+        name: top.name.clone(),
+        sub: sub_name.and_then(|s| top.sub(s)).map(|a| a.name.clone()),
+        select,
+        multi_valued: top.multi_valued,
+        attribute,
+    })
+}
+
+fn unknown_attr(loc: &str, path: &str, full: &ResourceSchema) -> CompileError {
+    CompileError {
+        location: loc.to_owned(),
+        message: format!("`{path}` is not an attribute of the SCIM {} schema", full.name),
+        hint: Some("extension attributes need their schema URN, e.g. `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`".into()),
+    }
+}
+
+/// Flattens `a eq x and b eq y` into `[(a, x), (b, y)]`; any other filter cannot build an entry.
+fn collect_eqs(f: &Filter, top: &Attribute, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+    match f {
+        Filter::And(a, b) => {
+            collect_eqs(a, top, out)?;
+            collect_eqs(b, top, out)
+        }
+        Filter::Compare { path, op: CompareOp::Eq, value } if path.urn.is_none() && path.sub.is_none() => {
+            let sub = top
+                .sub(&path.name)
+                .ok_or_else(|| format!("`{}` has no sub-attribute `{}`", top.name, path.name))?;
+            out.push((sub.name.clone(), value.clone()));
+            Ok(())
+        }
+        _ => Err("an entry selector may only join `sub eq value` comparisons with `and`".into()),
+    }
+}
+
+fn compile_list(spec: &ListSpec, full: &ResourceSchema, loc: &str, errors: &mut Vec<CompileError>) -> Option<ListMapping> {
+    let call = match Call::compile(&spec.request) {
+        Ok(c) => Some(c),
+        Err(m) => {
+            errors.push(err(format!("{loc}.request"), m));
+            None
+        }
+    };
+    for (what, p) in [("items", Some(&spec.items)), ("total", spec.total.as_ref())] {
+        if let Some(p) = p
+            && let Err(e) = pointer::validate(p)
+        {
+            errors.push(err(format!("{loc}.{what}"), e.to_string()));
+        }
+    }
+    if spec.paging.max_page_size == 0 {
+        errors.push(err(format!("{loc}.paging.max_page_size"), "must be at least 1"));
+    }
+    let mut search = Vec::new();
+    for (attr, s) in &spec.search {
+        let sloc = format!("{loc}.search.{attr}");
+        let Ok(p) = parse_attr_path(attr) else {
+            errors.push(err(&sloc, format!("`{attr}` is not an attribute path")));
+            continue;
+        };
+        let urn = p.urn.as_deref().filter(|u| !u.eq_ignore_ascii_case(&full.core.id)).map(str::to_owned);
+        let Some(top) = full.find(urn.as_deref(), &p.name, None) else {
+            errors.push(unknown_attr(&sloc, attr, full));
+            continue;
+        };
+        let sub = match p.sub.as_deref() {
+            Some(s) => match top.sub(s) {
+                Some(a) => Some(a.name.clone()),
+                None => {
+                    errors.push(err(&sloc, format!("`{}` has no sub-attribute `{s}`", top.name)));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let query = compile_pairs(&s.query, &sloc, errors);
+        search.push(Search { urn, name: top.name.clone(), sub, query });
+    }
+    Some(ListMapping {
+        call: call?,
+        items: spec.items.clone(),
+        total: spec.total.clone(),
+        max_page_size: spec.paging.max_page_size,
+        style: spec.paging.style,
+        search,
+    })
+}
+
+fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>) -> Option<MembersMapping> {
+    let member_kind = match ResourceKind::from_name(&spec.resource) {
+        Some(k) => k,
+        None => {
+            errors.push(err(format!("{loc}.resource"), format!("unknown resource `{}`", spec.resource)));
+            return None;
+        }
+    };
+    let mut call = |c, what: &str| match Call::compile(c) {
+        Ok(c) => Some(c),
+        Err(m) => {
+            errors.push(err(format!("{loc}.{what}"), m));
+            None
+        }
+    };
+    let list = call(&spec.list.request, "list.request");
+    let add = call(&spec.add, "add");
+    let remove = call(&spec.remove, "remove");
+    for p in [Some(&spec.list.items), spec.list.member_id.as_ref(), spec.list.total.as_ref()].into_iter().flatten() {
+        if let Err(e) = pointer::validate(p) {
+            errors.push(err(format!("{loc}.list"), e.to_string()));
+        }
+    }
+    Some(MembersMapping {
+        member_kind,
+        list: list?,
+        items: spec.list.items.clone(),
+        member_id: spec.list.member_id.clone(),
+        total: spec.list.total.clone(),
+        max_page_size: spec.list.paging.max_page_size.max(1),
+        style: spec.list.paging.style,
+        add: add?,
+        remove: remove?,
+    })
+}

@@ -1,0 +1,139 @@
+//! Translation of an app's error answers into SCIM errors (RFC 7644 §3.12).
+//!
+//! The app's own message becomes the SCIM `detail` so an operator reading Entra's provisioning log
+//! sees what the app said; statuses without a rule fall back to safe defaults.
+
+use serde_json::Value;
+
+use super::spec::ErrorSpec;
+use crate::scim::error::{ScimError, ScimType};
+
+/// Compiled error rules.
+#[derive(Debug)]
+pub struct ErrorMap {
+    message: Option<String>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    status: u16,
+    body: Vec<(String, Value)>,
+    out_status: u16,
+    out_type: Option<ScimType>,
+}
+
+/// Parses a `scimType` keyword.
+pub fn scim_type(s: &str) -> Option<ScimType> {
+    use ScimType::*;
+    [
+        InvalidFilter,
+        TooMany,
+        Uniqueness,
+        Mutability,
+        InvalidSyntax,
+        InvalidPath,
+        NoTarget,
+        InvalidValue,
+        InvalidVers,
+        Sensitive,
+    ]
+    .into_iter()
+    .find(|t| t.as_str() == s)
+}
+
+impl ErrorMap {
+    /// Compiles the `errors:` section.
+    pub fn compile(spec: &ErrorSpec) -> Result<Self, String> {
+        if let Some(p) = &spec.message {
+            super::pointer::validate(p).map_err(|e| e.to_string())?;
+        }
+        let rules = spec
+            .rules
+            .iter()
+            .map(|r| {
+                let out_type = match &r.scim.scim_type {
+                    Some(t) => Some(scim_type(t).ok_or_else(|| format!("unknown scimType `{t}`"))?),
+                    None => None,
+                };
+                if !(400..600).contains(&r.scim.status) {
+                    return Err(format!("SCIM error status {} is not a 4xx/5xx", r.scim.status));
+                }
+                for p in r.when.body.keys() {
+                    super::pointer::validate(p).map_err(|e| e.to_string())?;
+                }
+                Ok(Rule {
+                    status: r.when.status,
+                    body: r.when.body.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    out_status: r.scim.status,
+                    out_type,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { message: spec.message.clone(), rules })
+    }
+
+    /// The SCIM error for an app answer with `status` and `body`; `what` names the call for the detail.
+    pub fn translate(&self, status: u16, body: &Value, what: &str) -> ScimError {
+        let app_message = self
+            .message
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .map(|m| match m {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .map(|m| truncate(&m, 500));
+        let detail = match &app_message {
+            Some(m) => format!("{what}: the application answered {status}: {m}"),
+            None => format!("{what}: the application answered {status}"),
+        };
+        if let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.status == status && r.body.iter().all(|(p, v)| body.pointer(p) == Some(v)))
+        {
+            return ScimError { status: rule.out_status, scim_type: rule.out_type, detail };
+        }
+        match status {
+            404 => ScimError::status(404, detail),
+            409 => ScimError::new(409, ScimType::Uniqueness, detail),
+            400 | 422 => ScimError::new(400, ScimType::InvalidValue, detail),
+            429 | 503 => ScimError::status(503, detail),
+            401 | 403 => ScimError::status(502, format!("{detail} (check the tenant's backend credentials)")),
+            _ => ScimError::status(502, detail),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::spec::{ErrorMatch, ErrorRule, ScimErrorSpec};
+    use serde_json::json;
+
+    #[test]
+    fn rules_and_defaults() {
+        let spec = ErrorSpec {
+            message: Some("/error/message".into()),
+            rules: vec![ErrorRule {
+                when: ErrorMatch { status: 409, body: [("/error/code".to_owned(), json!("already_member"))].into() },
+                scim: ScimErrorSpec { status: 400, scim_type: Some("invalidValue".into()) },
+            }],
+        };
+        let m = ErrorMap::compile(&spec).unwrap();
+        let e = m.translate(409, &json!({"error": {"code": "duplicate", "message": "login taken"}}), "create User");
+        assert_eq!((e.status, e.scim_type), (409, Some(ScimType::Uniqueness)));
+        assert!(e.detail.contains("login taken"));
+        let e = m.translate(409, &json!({"error": {"code": "already_member"}}), "x");
+        assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidValue)));
+        assert_eq!(m.translate(500, &json!(null), "x").status, 502);
+    }
+}

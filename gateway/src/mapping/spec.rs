@@ -1,0 +1,280 @@
+//! The mapping language as it is written in `mappings/*.yaml`: plain serde types, no behaviour.
+//!
+//! `docs/mapping.md` is the user-facing reference for everything here; keep the two in step.
+//! Compilation into executable form (templates, pointers, schemas) happens in `mapping::compile`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A whole mapping file: how one application's REST API stands in for SCIM Users and Groups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    /// The mapping's name; tenants refer to it (`mapping: demo-app`). Must equal the file stem.
+    pub app: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Settings for every call to the app.
+    #[serde(default)]
+    pub http: HttpSpec,
+    /// How the app's error answers become SCIM errors.
+    #[serde(default)]
+    pub errors: ErrorSpec,
+    /// `User` and/or `Group`.
+    pub resources: BTreeMap<String, ResourceSpec>,
+}
+
+/// Settings shared by all calls to the app.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Headers sent on every call; values are string templates (e.g. `"{{ credentials.api_key }}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-call timeout; the tenant may lower it.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Error translation: the app's message location and status rules, first match wins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSpec {
+    /// JSON Pointer to the human-readable message in an error body; it becomes the SCIM `detail`.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<ErrorRule>,
+}
+
+/// One error rule: when the app answers `status` (and optionally a body value), answer this SCIM error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRule {
+    pub when: ErrorMatch,
+    pub scim: ScimErrorSpec,
+}
+
+/// The condition of an error rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorMatch {
+    pub status: u16,
+    /// Optional `{pointer: value}` pairs the error body must contain, e.g. `{"/error/code": "duplicate"}`.
+    #[serde(default)]
+    pub body: BTreeMap<String, Value>,
+}
+
+/// The SCIM error produced by a rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimErrorSpec {
+    pub status: u16,
+    #[serde(default, rename = "scimType")]
+    pub scim_type: Option<String>,
+}
+
+/// How one SCIM resource type (`User`, `Group`) lives in the app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// JSON Pointer to the app's id inside an app object (e.g. `/id`).
+    pub id: String,
+    /// Attribute mappings, each usable both ways unless it says otherwise.
+    pub attributes: Vec<AttributeSpec>,
+    /// The calls that carry out each operation.
+    pub operations: OperationsSpec,
+    /// Group membership, when the app keeps members apart from the group object.
+    #[serde(default)]
+    pub members: Option<MembersSpec>,
+}
+
+/// Which way an attribute mapping applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// SCIM → app on writes and app → SCIM on reads.
+    #[default]
+    Both,
+    /// Only written to the app (e.g. a constant the app requires).
+    ToApp,
+    /// Only read from the app (e.g. a computed display name).
+    ToScim,
+}
+
+/// One attribute mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    /// SCIM attribute path: `userName`, `name.givenName`, `emails[type eq "work"].value`,
+    /// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`. Omitted for app-only
+    /// fields (`constant`).
+    #[serde(default)]
+    pub scim: Option<String>,
+    /// JSON Pointer into the app object (`/first_name`, `/profile/dept`).
+    pub app: String,
+    #[serde(default)]
+    pub direction: Direction,
+    /// Value translation table SCIM → app (`{true: active, false: suspended}`); read back inverted.
+    #[serde(default)]
+    pub values: Option<BTreeMap<String, Value>>,
+    /// Expression computing the app value (variables: `value`, `scim`, `credentials`).
+    #[serde(default)]
+    pub to_app: Option<String>,
+    /// Expression computing the SCIM value (variables: `value`, `app`).
+    #[serde(default)]
+    pub to_scim: Option<String>,
+    /// A fixed app value written on every create and update.
+    #[serde(default)]
+    pub constant: Option<Value>,
+    /// The value is the id of another resource of this type (`User`, `Group`): translated between SCIM
+    /// ids and app ids through the gateway's store.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Extra sub-attributes a read-back multi-valued entry carries (e.g. `{primary: true}`).
+    #[serde(default)]
+    pub entry: BTreeMap<String, Value>,
+    /// The SCIM attribute must be present on create/replace.
+    #[serde(default)]
+    pub required: bool,
+    /// How a string value compares (overrides the SCIM schema's caseExact in published schemas).
+    #[serde(default)]
+    pub case_exact: Option<bool>,
+}
+
+/// The calls behind each operation. `read`, `create` and `delete` are required; `replace` carries
+/// PUT and PATCH; `list` carries paging and filter push-down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsSpec {
+    pub create: CallSpec,
+    pub read: CallSpec,
+    #[serde(default)]
+    pub replace: Option<CallSpec>,
+    pub delete: CallSpec,
+    pub list: ListSpec,
+}
+
+/// One HTTP call and where its answer is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    pub method: String,
+    /// Path template, relative to the tenant's `base_url`; values of `{{ … }}` are percent-encoded.
+    pub path: String,
+    /// Query parameters; values are templates. A parameter whose value renders empty is left out.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Headers for this call only (added to `http.headers`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON body template: strings holding exactly one `{{ expr }}` keep the expression's type.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// JSON Pointer to the app object in the response (default: the whole body).
+    #[serde(default)]
+    pub result: Option<String>,
+    /// Extra statuses that count as success (e.g. `[409]` for an add that already happened).
+    #[serde(default)]
+    pub ok_statuses: Vec<u16>,
+}
+
+/// The list call, its paging, and the filters it can push down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSpec {
+    /// The call for one page; templates see `offset` (0-based), `limit` and `page` (1-based).
+    pub request: CallSpec,
+    /// JSON Pointer to the array of app objects in a page.
+    pub items: String,
+    /// JSON Pointer to the total count, if the app reports one.
+    #[serde(default)]
+    pub total: Option<String>,
+    #[serde(default)]
+    pub paging: PagingSpec,
+    /// SCIM attribute → extra query parameters that make the app search for `value` (an `eq` filter).
+    #[serde(default)]
+    pub search: BTreeMap<String, SearchSpec>,
+}
+
+/// How the list call pages. Templates see `offset` (0-based), `limit`, `page` (1-based).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagingSpec {
+    /// The largest page the app serves.
+    #[serde(default = "default_page_size")]
+    pub max_page_size: usize,
+    /// `offset`: any 0-based start (`offset`/`limit`); `page`: numbered pages of `max_page_size`.
+    #[serde(default)]
+    pub style: PagingStyle,
+}
+
+/// How an app addresses a page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PagingStyle {
+    /// Any start offset and page length.
+    #[default]
+    Offset,
+    /// Page numbers of a fixed size.
+    Page,
+}
+
+impl Default for PagingSpec {
+    fn default() -> Self {
+        Self { max_page_size: default_page_size(), style: PagingStyle::default() }
+    }
+}
+
+fn default_page_size() -> usize {
+    100
+}
+
+/// Push-down of `attr eq "value"` to the app's own search.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpec {
+    /// Query parameters added to the list call; templates see `value`.
+    pub query: BTreeMap<String, String>,
+    /// Whether the app compares exactly as SCIM would; if not, results are re-checked (always safe).
+    #[serde(default)]
+    pub exact: bool,
+}
+
+/// Group membership held by the app apart from the group object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersSpec {
+    /// The resource type members are (`User`).
+    #[serde(default = "default_member_type")]
+    pub resource: String,
+    /// Lists a group's members; templates see `id`, `offset`, `limit`, `page`.
+    pub list: MemberListSpec,
+    /// Adds one member; templates see `id` and `member_id` (app ids).
+    pub add: CallSpec,
+    /// Removes one member; templates see `id` and `member_id`.
+    pub remove: CallSpec,
+}
+
+fn default_member_type() -> String {
+    "User".to_owned()
+}
+
+/// The member list call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberListSpec {
+    /// The call for one page; templates see `id`, `offset`, `limit` and `page`.
+    pub request: CallSpec,
+    /// JSON Pointer to the array of member entries in a page.
+    pub items: String,
+    /// JSON Pointer to the member's app id inside an entry (default: the entry itself).
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub total: Option<String>,
+    #[serde(default)]
+    pub paging: PagingSpec,
+}

@@ -1,0 +1,269 @@
+//! Lists and filters: choosing how to answer a query without scanning a tenant's data.
+//!
+//! In order of preference: `id eq` and store-held `externalId eq` are answered from the store; an
+//! `eq` the mapping can push down is answered by the app's own search; a plain page is the app's
+//! page. Only what none of these cover is answered by examining the app's objects, bounded by the
+//! tenant's `max_scan` (beyond it: 400 `tooMany`). Every candidate is checked against the full filter
+//! afterwards, so push-down may be looser than SCIM (case, extra conditions) but never wrong.
+
+use serde_json::Value;
+
+use super::fetch::{self, Paging, Window};
+use super::{Ops, now, store_error};
+use crate::mapping::compile::Search;
+use crate::mapping::template::StrTemplate;
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::filter::{CompareOp, Filter};
+use crate::scim::list::{self as scim_list, ListQuery};
+use crate::store::Record;
+
+/// How a query will be answered.
+#[derive(Debug)]
+enum Plan<'a> {
+    /// A plain page of the app's list.
+    Page,
+    ById(&'a str),
+    ByExternalId(&'a str),
+    Search(&'a Search, &'a str),
+    Scan,
+}
+
+/// Placeholder for a future streaming list type; lists are JSON `ListResponse`s today.
+pub type ListOutcome = Value;
+
+/// The terms of a conjunction (`a and b and c`).
+fn conjuncts(f: &Filter) -> Vec<&Filter> {
+    match f {
+        Filter::And(a, b) => {
+            let mut v = conjuncts(a);
+            v.extend(conjuncts(b));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+fn eq_string(f: &Filter) -> Option<(&crate::scim::path::AttrPath, &str)> {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value: Value::String(s) } => Some((path, s.as_str())),
+        _ => None,
+    }
+}
+
+fn same(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl<'a> Ops<'a> {
+    fn core_urn(&self, urn: Option<&'a str>) -> Option<&'a str> {
+        urn.filter(|u| !u.eq_ignore_ascii_case(&self.rm.schema.core.id))
+    }
+
+    fn plan<'f>(&'a self, filter: Option<&'f Filter>, sorted: bool) -> Plan<'f>
+    where
+        'a: 'f,
+    {
+        let Some(f) = filter else { return if sorted { Plan::Scan } else { Plan::Page } };
+        let terms = conjuncts(f);
+        let plain = |name: &str| {
+            terms.iter().find_map(|t| {
+                let (p, v) = eq_string(t)?;
+                (p.sub.is_none() && self.core_urn(p.urn.as_deref()).is_none() && p.name.eq_ignore_ascii_case(name))
+                    .then_some(v)
+            })
+        };
+        if let Some(id) = plain("id") {
+            return Plan::ById(id);
+        }
+        if !self.rm.external_id_in_app
+            && let Some(e) = plain("externalId")
+        {
+            return Plan::ByExternalId(e);
+        }
+        for t in &terms {
+            if let Some((s, v)) = self.pushable(t) {
+                return Plan::Search(s, v);
+            }
+        }
+        Plan::Scan
+    }
+
+    /// A search the app can run for this term, and the value to search for.
+    fn pushable<'f>(&'a self, t: &'f Filter) -> Option<(&'a Search, &'f str)> {
+        let find = |urn: Option<&str>, name: &str, sub: Option<&str>| {
+            self.rm.list.search.iter().find(|s| {
+                same(s.urn.as_deref(), self.core_urn(urn)) && s.name.eq_ignore_ascii_case(name) && same(s.sub.as_deref(), sub)
+            })
+        };
+        if let Some((p, v)) = eq_string(t) {
+            return find(p.urn.as_deref(), &p.name, p.sub.as_deref()).map(|s| (s, v));
+        }
+        if let Filter::ValuePath { attr, filter } = t {
+            for inner in conjuncts(filter) {
+                if let Some((p, v)) = eq_string(inner)
+                    && p.urn.is_none()
+                    && p.sub.is_none()
+                    && let Some(s) = find(attr.urn.as_deref(), &attr.name, Some(&p.name))
+                {
+                    return Some((s, v));
+                }
+            }
+        }
+        None
+    }
+
+    fn paging(&self) -> Paging<'a> {
+        let l = &self.rm.list;
+        Paging { call: &l.call, items: &l.items, total: l.total.as_deref(), page_size: l.max_page_size, style: l.style }
+    }
+
+    async fn list_window(
+        &self,
+        extra: &[(String, StrTemplate)],
+        value: Option<&str>,
+        offset: usize,
+        want: usize,
+    ) -> Result<Window, ScimError> {
+        let v = value.map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null);
+        let what = self.what("list");
+        fetch::window(
+            self.tenant,
+            &self.paging(),
+            &[("value", &v), ("credentials", &self.tenant.credentials)],
+            extra,
+            offset,
+            want,
+            &what,
+        )
+        .await
+    }
+
+    /// Records for app objects, adopting those the gateway has not seen.
+    async fn records_for(&self, apps: Vec<Value>) -> Result<Vec<(Record, Value)>, ScimError> {
+        let what = self.what("list");
+        let ids = apps.iter().map(|a| self.app_id_of(a, &what)).collect::<Result<Vec<_>, _>>()?;
+        let records = self.p.store.adopt(&self.tenant.id, self.kind, ids, &now()).await.map_err(store_error)?;
+        Ok(records.into_iter().zip(apps).collect())
+    }
+
+    /// One stored record and its app object, or nothing when either is gone.
+    async fn single(&self, record: Option<Record>) -> Result<Vec<(Record, Value)>, ScimError> {
+        let Some(record) = record else { return Ok(Vec::new()) };
+        match self.read_app(&record).await {
+            Ok(app) => Ok(vec![(record, app)]),
+            Err(e) if e.status == 404 => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every app object a bounded scan or search yields.
+    async fn bounded(&self, extra: &[(String, StrTemplate)], value: Option<&str>) -> Result<Vec<Value>, ScimError> {
+        let max = self.tenant.options.max_scan;
+        let w = self.list_window(extra, value, 0, max.saturating_add(1)).await?;
+        if w.items.len() > max {
+            return Err(ScimError::new(
+                400,
+                ScimType::TooMany,
+                format!("this filter needs more than {max} objects examined; filter on an attribute the app can search"),
+            ));
+        }
+        Ok(w.items)
+    }
+
+    /// SCIM resources for candidates, with members when wanted.
+    async fn resources(&self, candidates: Vec<(Record, Value)>, with_members: bool) -> Result<Vec<(Record, Value)>, ScimError> {
+        let apps: Vec<&Value> = candidates.iter().map(|(_, a)| a).collect();
+        let refs = self.read_refs(&apps).await?;
+        let mut out = Vec::with_capacity(candidates.len());
+        for (record, app) in candidates {
+            let members = if with_members { Some(self.members_of(&super::app_id_value(&record)?).await?) } else { None };
+            let r = self.resource_of(&record, &app, &refs, members);
+            out.push((record, r));
+        }
+        Ok(out)
+    }
+
+    /// The resources matching `f` (unpaged), for internal lookups.
+    pub(super) async fn find(&self, f: &Filter) -> Result<Vec<(Record, Value)>, ScimError> {
+        let candidates = self.candidates(self.plan(Some(f), false)).await?;
+        let with_members = filter_mentions_members(f);
+        let all = self.resources(candidates, with_members).await?;
+        Ok(all.into_iter().filter(|(_, r)| f.matches(r, &self.rm.schema)).collect())
+    }
+
+    async fn candidates(&self, plan: Plan<'_>) -> Result<Vec<(Record, Value)>, ScimError> {
+        match plan {
+            Plan::ById(id) => {
+                let r = self.p.store.get(&self.tenant.id, self.kind, id).await.map_err(store_error)?;
+                self.single(r).await
+            }
+            Plan::ByExternalId(e) => {
+                let r = self.p.store.by_external_id(&self.tenant.id, self.kind, e).await.map_err(store_error)?;
+                self.single(r).await
+            }
+            Plan::Search(s, v) => {
+                let apps = self.bounded(&s.query, Some(v)).await?;
+                self.records_for(apps).await
+            }
+            Plan::Scan | Plan::Page => {
+                let apps = self.bounded(&[], None).await?;
+                self.records_for(apps).await
+            }
+        }
+    }
+
+    /// `GET /{Resources}` and `POST /{Resources}/.search`.
+    pub async fn list(&self, q: &ListQuery) -> Result<ListOutcome, ScimError> {
+        if let Some(f) = &q.filter {
+            f.validate(&self.rm.schema)?;
+        }
+        let max = self.tenant.options.max_results;
+        let count = q.count.unwrap_or(max).min(max);
+        let with_members = self.wants_members(&q.attributes, &q.excluded_attributes)
+            || q.filter.as_ref().is_some_and(filter_mentions_members);
+        let project = |r: &Value| scim_list::project(r, &self.rm.schema, &q.attributes, &q.excluded_attributes);
+        let plan = self.plan(q.filter.as_ref(), q.sort_by.is_some());
+        if let Plan::Page = plan {
+            let offset = q.start_index.saturating_sub(1);
+            let w = self.list_window(&[], None, offset, count.max(1)).await?;
+            let total = match w.total {
+                Some(t) => t,
+                None if !w.more => offset + w.items.len(),
+                None => self.bounded(&[], None).await?.len(),
+            };
+            let mut items = w.items;
+            items.truncate(count);
+            let page = self.resources(self.records_for(items).await?, with_members).await?;
+            let resources = page.iter().map(|(_, r)| project(r)).collect();
+            return Ok(scim_list::list_response(resources, total, q.start_index));
+        }
+        let candidates = self.candidates(plan).await?;
+        let mut matched: Vec<Value> = self
+            .resources(candidates, with_members)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| q.filter.as_ref().is_none_or(|f| f.matches(r, &self.rm.schema)))
+            .collect();
+        if let Some(by) = &q.sort_by {
+            scim_list::sort(&mut matched, by, q.sort_order, &self.rm.schema);
+        }
+        let total = matched.len();
+        let range = q.page(total, count);
+        let resources = matched[range].iter().map(project).collect();
+        Ok(scim_list::list_response(resources, total, q.start_index))
+    }
+}
+
+fn filter_mentions_members(f: &Filter) -> bool {
+    match f {
+        Filter::Compare { path, .. } | Filter::Present(path) => path.name.eq_ignore_ascii_case("members"),
+        Filter::ValuePath { attr, .. } => attr.name.eq_ignore_ascii_case("members"),
+        Filter::And(a, b) | Filter::Or(a, b) => filter_mentions_members(a) || filter_mentions_members(b),
+        Filter::Not(a) => filter_mentions_members(a),
+    }
+}

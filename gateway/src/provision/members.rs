@@ -1,0 +1,177 @@
+//! Group membership through the app's member calls: listing, adding, removing and setting.
+//!
+//! Members are addressed by SCIM id on the SCIM side and by app id in the app; the store translates.
+//! Adds and removes are made idempotent (a mapping lists the app's "already a member" and "not a
+//! member" answers under `ok_statuses`), so a retried PATCH converges instead of failing.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::fetch::{self, Paging};
+use super::{Ops, app_id_value, now, store_error};
+use crate::mapping::MembersMapping;
+use crate::mapping::pointer;
+use crate::scim::error::ScimError;
+use crate::store::Record;
+
+/// The most members one group may list; beyond it a read fails rather than exhaust memory.
+const MAX_MEMBERS: usize = 200_000;
+
+impl Ops<'_> {
+    fn members_mapping(&self) -> Result<&MembersMapping, ScimError> {
+        self.rm
+            .members
+            .as_ref()
+            .ok_or_else(|| ScimError::invalid_path("this application keeps no group members"))
+    }
+
+    /// App ids (JSON text) of a group's members.
+    async fn member_app_ids(&self, group_id: &Value) -> Result<Vec<String>, ScimError> {
+        let m = self.members_mapping()?;
+        let paging = Paging { call: &m.list, items: &m.items, total: m.total.as_deref(), page_size: m.max_page_size, style: m.style };
+        let what = self.what("list members of");
+        let credentials = &self.tenant.credentials;
+        let w = fetch::window(
+            self.tenant,
+            &paging,
+            &[("id", group_id), ("credentials", credentials)],
+            &[],
+            0,
+            MAX_MEMBERS,
+            &what,
+        )
+        .await?;
+        w.items
+            .iter()
+            .map(|entry| {
+                let v = match &m.member_id {
+                    Some(p) => pointer::get(entry, p),
+                    None => Some(entry),
+                };
+                match v {
+                    Some(v @ (Value::String(_) | Value::Number(_))) => Ok(v.to_string()),
+                    _ => Err(ScimError::status(502, format!("{what}: a member entry has no id"))),
+                }
+            })
+            .collect()
+    }
+
+    /// SCIM member entries for app ids.
+    pub(super) async fn member_entries(&self, app_ids: Vec<String>) -> Result<Vec<Value>, ScimError> {
+        let m = self.members_mapping()?;
+        if app_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self.p.store.adopt(&self.tenant.id, m.member_kind, app_ids, &now()).await.map_err(store_error)?;
+        let base = self.p.base_url(&self.tenant.id);
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "value": r.id,
+                    "$ref": format!("{base}/{}/{}", m.member_kind.endpoint(), r.id),
+                    "type": m.member_kind.name(),
+                })
+            })
+            .collect())
+    }
+
+    /// A group's members as SCIM entries.
+    pub(super) async fn members_of(&self, group_id: &Value) -> Result<Vec<Value>, ScimError> {
+        let ids = self.member_app_ids(group_id).await?;
+        self.member_entries(ids).await
+    }
+
+    /// App ids for the SCIM `members` value of a request; unknown ids fail before any change.
+    pub(super) async fn member_app_ids_for(&self, members: &Value) -> Result<Vec<String>, ScimError> {
+        let m = self.members_mapping()?;
+        let entries: Vec<&Value> = match members {
+            Value::Array(a) => a.iter().collect(),
+            Value::Null => Vec::new(),
+            single => vec![single],
+        };
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in entries {
+            if let Some(t) = e.get("type").and_then(Value::as_str)
+                && !t.eq_ignore_ascii_case(m.member_kind.name())
+            {
+                return Err(ScimError::invalid_value(format!(
+                    "members of type `{t}` are not supported: this application's groups hold {}s",
+                    m.member_kind.name()
+                )));
+            }
+            let id = e
+                .get("value")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ScimError::invalid_value("each member needs a string `value` (the member's id)"))?;
+            ids.push(self.member_app_id(id).await?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn member_app_id(&self, scim_id: &str) -> Result<String, ScimError> {
+        let m = self.members_mapping()?;
+        self.p
+            .store
+            .get(&self.tenant.id, m.member_kind, scim_id)
+            .await
+            .map_err(store_error)?
+            .map(|r| r.app_id)
+            .ok_or_else(|| ScimError::invalid_value(format!("member `{scim_id}`: no {} with this id", m.member_kind.name())))
+    }
+
+    async fn member_call(&self, add: bool, group_id: &Value, member_app_id: &str) -> Result<(), ScimError> {
+        let m = self.members_mapping()?;
+        let member: Value =
+            serde_json::from_str(member_app_id).map_err(|_| ScimError::status(500, "stored app id is corrupt"))?;
+        let (call, what) = if add { (&m.add, "add member to") } else { (&m.remove, "remove member from") };
+        let what = self.what(what);
+        fetch::send(self.tenant, call, &self.ctx(&[("id", group_id), ("member_id", &member)]), &[], &what).await?;
+        Ok(())
+    }
+
+    /// Adds one member (app id) to a group.
+    pub(super) async fn add_member(&self, group_id: &Value, member_app_id: &str) -> Result<(), ScimError> {
+        self.member_call(true, group_id, member_app_id).await
+    }
+
+    /// Applies a membership-only PATCH: adds and removes by SCIM id.
+    pub(super) async fn apply_member_delta(&self, record: &Record, add: &[String], remove: &[String]) -> Result<(), ScimError> {
+        let group_id = app_id_value(record)?;
+        let mut to_add = Vec::with_capacity(add.len());
+        for id in add {
+            to_add.push(self.member_app_id(id).await?);
+        }
+        let m = self.members_mapping()?;
+        let mut to_remove = Vec::with_capacity(remove.len());
+        for id in remove {
+            // A member the gateway never knew cannot be in the group through it: nothing to do.
+            if let Some(r) = self.p.store.get(&self.tenant.id, m.member_kind, id).await.map_err(store_error)? {
+                to_remove.push(r.app_id);
+            }
+        }
+        for a in &to_add {
+            self.member_call(true, &group_id, a).await?;
+        }
+        for r in &to_remove {
+            self.member_call(false, &group_id, r).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the group's members exactly `desired` (app ids).
+    pub(super) async fn set_members(&self, group_id: &Value, desired: Vec<String>) -> Result<(), ScimError> {
+        let current: BTreeSet<String> = self.member_app_ids(group_id).await?.into_iter().collect();
+        let desired: BTreeSet<String> = desired.into_iter().collect();
+        for a in desired.difference(&current) {
+            self.member_call(true, group_id, a).await?;
+        }
+        for r in current.difference(&desired) {
+            self.member_call(false, group_id, r).await?;
+        }
+        Ok(())
+    }
+}

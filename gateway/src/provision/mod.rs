@@ -1,0 +1,509 @@
+//! SCIM operations carried out for a tenant: the protocol core decides what a request means, the
+//! tenant's mapping how the app expresses it, the backend sends it, and the store remembers what the
+//! app cannot (SCIM ids, `externalId`, versions).
+//!
+//! Writes follow one order everywhere: validate everything first, then call the app, then record in
+//! the store. A failure before the app call changes nothing; a store failure after it is compensated
+//! where the app allows it, and reported as 503 so the client retries.
+
+pub mod bulk;
+mod fetch;
+mod list;
+mod members;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::mapping::template::Context;
+use crate::mapping::transform::{self, get_ci};
+use crate::mapping::{ResourceKind, ResourceMapping, pointer};
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::path::AttrPath;
+use crate::scim::{filter, list as scim_list, patch, resource};
+use crate::store::{Record, Store, StoreError};
+use crate::tenant::Tenant;
+use crate::tenant::spec::OnDuplicate;
+
+pub use list::ListOutcome;
+
+/// What a write or read returns to the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub resource: Value,
+    pub etag: String,
+    pub location: String,
+}
+
+/// Shared by all tenants: the store and the public base URL used in `meta.location`.
+pub struct Provisioner {
+    store: Arc<dyn Store>,
+    public_url: String,
+}
+
+impl Provisioner {
+    /// A provisioner over `store`; `public_url` is how clients reach this gateway (no trailing `/`).
+    pub fn new(store: Arc<dyn Store>, public_url: &str) -> Self {
+        Self { store, public_url: public_url.trim_end_matches('/').to_owned() }
+    }
+
+    /// The SCIM base URL of a tenant.
+    pub fn base_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/scim/v2", self.public_url)
+    }
+
+    /// Operations on `kind` for `tenant`; 404 when the tenant's app has no such resource.
+    pub fn resource<'a>(&'a self, tenant: &'a Tenant, kind: ResourceKind) -> Result<Ops<'a>, ScimError> {
+        let rm = tenant
+            .resource(kind)
+            .ok_or_else(|| ScimError::not_found(format!("this tenant does not provision {}s", kind.name())))?;
+        Ok(Ops { p: self, tenant, kind, rm })
+    }
+}
+
+/// The operations on one resource type of one tenant.
+pub struct Ops<'a> {
+    p: &'a Provisioner,
+    tenant: &'a Tenant,
+    kind: ResourceKind,
+    rm: &'a ResourceMapping,
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// Store failures leave the outcome unknown: the client must retry, never assume.
+fn store_error(e: StoreError) -> ScimError {
+    tracing::error!(error = %e, "store failure");
+    ScimError::status(503, "the gateway's state store is unavailable; retry later")
+}
+
+fn app_id_value(record: &Record) -> Result<Value, ScimError> {
+    serde_json::from_str(&record.app_id).map_err(|_| ScimError::status(500, "stored app id is corrupt"))
+}
+
+/// Checks `If-Match` against the current version (RFC 7644 §3.14).
+fn check_if_match(if_match: Option<&str>, record: &Record) -> Result<(), ScimError> {
+    let Some(header) = if_match else { return Ok(()) };
+    let current = record.etag();
+    let strip = |s: &str| s.trim().trim_start_matches("W/").trim_matches('"').to_owned();
+    let ok = header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current));
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::new(412, ScimType::InvalidVers, format!("the resource's version is {current}")))
+    }
+}
+
+impl<'a> Ops<'a> {
+    fn what(&self, op: &str) -> String {
+        format!("{op} {}", self.kind.name())
+    }
+
+    fn location(&self, id: &str) -> String {
+        format!("{}/{}/{id}", self.p.base_url(&self.tenant.id), self.kind.endpoint())
+    }
+
+    async fn record(&self, id: &str) -> Result<Record, ScimError> {
+        self.p
+            .store
+            .get(&self.tenant.id, self.kind, id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ScimError::not_found(format!("{} `{id}` not found", self.kind.name())))
+    }
+
+    /// The app id inside an app object, as JSON text.
+    fn app_id_of(&self, obj: &Value, what: &str) -> Result<String, ScimError> {
+        match pointer::get(obj, &self.rm.id) {
+            Some(v @ (Value::String(_) | Value::Number(_))) => Ok(v.to_string()),
+            _ => Err(ScimError::status(
+                502,
+                format!("{what}: the application's answer has no id at `{}`", self.rm.id),
+            )),
+        }
+    }
+
+    fn ctx(&self, vars: &[(&str, &Value)]) -> Context {
+        let mut all = vars.to_vec();
+        all.push(("credentials", &self.tenant.credentials));
+        Context::new(all)
+    }
+
+    /// Reads the app object behind a record.
+    async fn read_app(&self, record: &Record) -> Result<Value, ScimError> {
+        let id = app_id_value(record)?;
+        let what = self.what("read");
+        let resp = fetch::send(self.tenant, &self.rm.read, &self.ctx(&[("id", &id)]), &[], &what).await?;
+        self.rm.read.result_of(&resp.body).cloned().ok_or_else(|| {
+            ScimError::status(502, format!("{what}: the application's answer has no object where the mapping expects it"))
+        })
+    }
+
+    /// App id → SCIM id for every reference in `apps` (adopting objects the gateway has not seen).
+    async fn read_refs(&self, apps: &[&Value]) -> Result<HashMap<(ResourceKind, String), String>, ScimError> {
+        let mut wanted: HashMap<ResourceKind, Vec<String>> = HashMap::new();
+        for app in apps {
+            for (k, id) in transform::app_references(self.rm, app) {
+                wanted.entry(k).or_default().push(id);
+            }
+        }
+        let mut out = HashMap::new();
+        for (kind, mut ids) in wanted {
+            ids.sort_unstable();
+            ids.dedup();
+            let recs = self.p.store.adopt(&self.tenant.id, kind, ids.clone(), &now()).await.map_err(store_error)?;
+            out.extend(ids.into_iter().zip(recs).map(|(app_id, r)| ((kind, app_id), r.id)));
+        }
+        Ok(out)
+    }
+
+    /// SCIM id → app id for every reference in a SCIM resource.
+    async fn write_refs(&self, scim: &Value) -> Result<HashMap<(ResourceKind, String), String>, ScimError> {
+        let mut out = HashMap::new();
+        for (kind, id) in transform::scim_references(self.rm, scim) {
+            if let Some(r) = self.p.store.get(&self.tenant.id, kind, &id).await.map_err(store_error)? {
+                out.insert((kind, id), r.app_id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Maps a SCIM resource to its app object, or fails before anything is sent.
+    async fn to_app(&self, scim: &Value) -> Result<Value, ScimError> {
+        let refs = self.write_refs(scim).await?;
+        let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
+        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials)
+    }
+
+    /// The SCIM resource for an app object and its record, with `id`, `externalId` and `meta`.
+    fn resource_of(
+        &self,
+        record: &Record,
+        app: &Value,
+        refs: &HashMap<(ResourceKind, String), String>,
+        members: Option<Vec<Value>>,
+    ) -> Value {
+        let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
+        let scim = transform::to_scim(self.rm, app, &lookup, &self.p.base_url(&self.tenant.id));
+        let mut out = Map::new();
+        let Value::Object(mut attrs) = scim else { return Value::Object(out) };
+        out.insert("schemas".into(), attrs.remove("schemas").unwrap_or_else(|| json!([self.rm.schema.core.id])));
+        out.insert("id".into(), Value::String(record.id.clone()));
+        if !self.rm.external_id_in_app
+            && let Some(e) = &record.external_id
+        {
+            out.insert("externalId".into(), Value::String(e.clone()));
+        }
+        out.extend(attrs);
+        if let Some(m) = members
+            && !m.is_empty()
+        {
+            out.insert("members".into(), Value::Array(m));
+        }
+        out.insert(
+            "meta".into(),
+            json!({
+                "resourceType": self.kind.name(),
+                "created": record.created,
+                "lastModified": record.last_modified,
+                "location": self.location(&record.id),
+                "version": record.etag(),
+            }),
+        );
+        Value::Object(out)
+    }
+
+    fn written(&self, record: &Record, resource: Value) -> Written {
+        Written { resource, etag: record.etag(), location: self.location(&record.id) }
+    }
+
+    /// Whether a response projected with these parameters shows `members`.
+    fn wants_members(&self, attributes: &[AttrPath], excluded: &[AttrPath]) -> bool {
+        let is_members = |p: &AttrPath| {
+            p.name.eq_ignore_ascii_case("members")
+                && p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(&self.rm.schema.core.id))
+        };
+        self.rm.members.is_some()
+            && !excluded.iter().any(|p| is_members(p) && p.sub.is_none())
+            && (attributes.is_empty() || attributes.iter().any(is_members))
+    }
+
+    /// A full read: the app object, its references and (when wanted) members.
+    async fn load(&self, record: &Record, with_members: bool) -> Result<(Value, Value), ScimError> {
+        let app = self.read_app(record).await?;
+        let refs = self.read_refs(&[&app]).await?;
+        let members = if with_members { Some(self.members_of(&app_id_value(record)?).await?) } else { None };
+        let scim = self.resource_of(record, &app, &refs, members);
+        Ok((app, scim))
+    }
+
+    /// `GET /{Resources}/{id}`.
+    pub async fn get(&self, id: &str, attributes: &[AttrPath], excluded: &[AttrPath]) -> Result<Written, ScimError> {
+        let record = self.record(id).await?;
+        let (_, scim) = self.load(&record, self.wants_members(attributes, excluded)).await?;
+        let projected = scim_list::project(&scim, &self.rm.schema, attributes, excluded);
+        Ok(self.written(&record, projected))
+    }
+
+    /// `POST /{Resources}`.
+    pub async fn create(&self, body: &Value) -> Result<Written, ScimError> {
+        let what = self.what("create");
+        let input = resource::normalize(body, &self.rm.schema)?;
+        log_ignored(&input.ignored, &what);
+        let scim = input.resource;
+        let app_obj = self.to_app(&scim).await?;
+        // Members are checked before the group exists, so a bad member id creates nothing.
+        let member_ids = match (&self.rm.members, get_ci(&scim, "members")) {
+            (Some(_), Some(m)) => self.member_app_ids_for(m).await?,
+            _ => Vec::new(),
+        };
+        let external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
+        let resp = match fetch::send(
+            self.tenant,
+            &self.rm.create,
+            &self.ctx(&[("app", &app_obj), ("scim", &scim)]),
+            &[],
+            &what,
+        )
+        .await
+        {
+            Err(e) if e.status == 409 && self.tenant.options.on_duplicate == OnDuplicate::ReturnExisting => {
+                return self.existing_for(&scim).await?.ok_or(e);
+            }
+            other => other?,
+        };
+        let created = self.rm.create.result_of(&resp.body).cloned().unwrap_or(Value::Null);
+        let app_id = self.app_id_of(&created, &what)?;
+        let ts = now();
+        let record = Record {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_id: app_id.clone(),
+            external_id: if self.rm.external_id_in_app { None } else { external_id },
+            created: ts.clone(),
+            last_modified: ts,
+            version: 1,
+        };
+        match self.p.store.put(&self.tenant.id, self.kind, record.clone()).await {
+            Ok(None) => {}
+            Ok(Some(holder)) => {
+                tracing::warn!(tenant = %self.tenant.id, "created app object was already known to the store");
+                return Err(ScimError::new(409, ScimType::Uniqueness, format!("{what}: already exists as `{}`", holder.id)));
+            }
+            Err(e) => {
+                self.compensate_create(&app_id).await;
+                return Err(store_error(e));
+            }
+        }
+        let app_id_v = app_id_value(&record)?;
+        let mut added = Vec::new();
+        for m in &member_ids {
+            if let Err(e) = self.add_member(&app_id_v, m).await {
+                // Leave nothing half-made: the group goes again, and the client sees why.
+                self.compensate_create(&app_id).await;
+                let _ = self.p.store.delete(&self.tenant.id, self.kind, &record.id).await;
+                return Err(e);
+            }
+            added.push(m.clone());
+        }
+        let app_view = if created.is_object() && created.as_object().is_some_and(|o| o.len() > 1) {
+            created
+        } else {
+            self.read_app(&record).await?
+        };
+        let refs = self.read_refs(&[&app_view]).await?;
+        let members = if self.rm.members.is_some() { Some(self.member_entries(added).await?) } else { None };
+        let res = self.resource_of(&record, &app_view, &refs, members);
+        Ok(self.written(&record, res))
+    }
+
+    /// Removes an app object whose record could not be written (best effort, logged).
+    async fn compensate_create(&self, app_id: &str) {
+        let Ok(id) = serde_json::from_str::<Value>(app_id) else { return };
+        let what = self.what("undo create");
+        if let Err(e) = fetch::send(self.tenant, &self.rm.delete, &self.ctx(&[("id", &id)]), &[], &what).await {
+            tracing::error!(tenant = %self.tenant.id, error = %e, "could not undo an app create; the object stays in the app");
+        }
+    }
+
+    /// The existing resource a duplicate create collided with (for `on_duplicate: return_existing`).
+    async fn existing_for(&self, scim: &Value) -> Result<Option<Written>, ScimError> {
+        let key = match self.kind {
+            ResourceKind::User => "userName",
+            ResourceKind::Group => "displayName",
+        };
+        let Some(value) = get_ci(scim, key).and_then(Value::as_str) else { return Ok(None) };
+        let f = filter::Filter::Compare {
+            path: AttrPath::new(key),
+            op: filter::CompareOp::Eq,
+            value: Value::String(value.to_owned()),
+        };
+        let found = self.find(&f).await?;
+        Ok(found.into_iter().next().map(|(record, resource)| self.written(&record, resource)))
+    }
+
+    /// `PUT /{Resources}/{id}`.
+    pub async fn replace(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Written, ScimError> {
+        let what = self.what("replace");
+        let record = self.record(id).await?;
+        check_if_match(if_match, &record)?;
+        let input = resource::normalize(body, &self.rm.schema)?;
+        log_ignored(&input.ignored, &what);
+        self.write(record, input.resource, true, &what).await
+    }
+
+    /// `PATCH /{Resources}/{id}`: `None` means 204 (groups, whose bodies can be large).
+    pub async fn patch(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Option<Written>, ScimError> {
+        let what = self.what("patch");
+        let ops = patch::parse_request(body)?;
+        let record = self.record(id).await?;
+        check_if_match(if_match, &record)?;
+        let ops = self.drop_unmapped(ops);
+        if let Some(m) = &self.rm.members
+            && let Some(delta) = patch::membership_delta(&ops)
+            && delta.rest.is_empty()
+        {
+            // Membership-only change: no need to read a group with thousands of members.
+            let _ = m;
+            self.apply_member_delta(&record, &delta.add, &delta.remove).await?;
+            self.touch(record).await?;
+            return Ok(None);
+        }
+        let touches_members = self.rm.members.is_some() && ops.iter().any(op_touches_members);
+        let (_, current) = self.load(&record, touches_members).await?;
+        let mut next = current.clone();
+        patch::apply(&mut next, &ops, &self.rm.schema)?;
+        if next == current {
+            return Ok(if self.kind == ResourceKind::Group { None } else { Some(self.written(&record, current)) });
+        }
+        let written = self.write(record, strip_meta(next), touches_members, &what).await?;
+        Ok(if self.kind == ResourceKind::Group { None } else { Some(written) })
+    }
+
+    /// Writes a whole new SCIM state of an existing resource to the app, then the store.
+    async fn write(&self, record: Record, scim: Value, set_members: bool, what: &str) -> Result<Written, ScimError> {
+        let Some(replace) = &self.rm.replace else {
+            return Err(ScimError::new(400, ScimType::Mutability, format!("{what}: the application cannot update a {}", self.kind.name())));
+        };
+        let app_obj = self.to_app(&scim).await?;
+        let desired_members = match (&self.rm.members, set_members) {
+            (Some(_), true) => Some(match get_ci(&scim, "members") {
+                Some(m) => self.member_app_ids_for(m).await?,
+                None => Vec::new(),
+            }),
+            _ => None,
+        };
+        let id = app_id_value(&record)?;
+        let resp = fetch::send(
+            self.tenant,
+            replace,
+            &self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim)]),
+            &[],
+            what,
+        )
+        .await?;
+        if let Some(desired) = desired_members {
+            self.set_members(&id, desired).await?;
+        }
+        let mut record = record;
+        record.version += 1;
+        record.last_modified = now();
+        if !self.rm.external_id_in_app {
+            record.external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
+        }
+        self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)?;
+        // Apps that answer 204 (or a partial object) are read again for the truth.
+        let app_view = match replace.result_of(&resp.body) {
+            Some(v) if v.is_object() && self.app_id_of(v, what).is_ok() => v.clone(),
+            _ => self.read_app(&record).await?,
+        };
+        let refs = self.read_refs(&[&app_view]).await?;
+        let members = if self.rm.members.is_some() { Some(self.members_of(&id).await?) } else { None };
+        let res = self.resource_of(&record, &app_view, &refs, members);
+        Ok(self.written(&record, res))
+    }
+
+    /// Records a change that did not go through `write` (membership-only PATCH).
+    async fn touch(&self, mut record: Record) -> Result<(), ScimError> {
+        record.version += 1;
+        record.last_modified = now();
+        self.p.store.put(&self.tenant.id, self.kind, record).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// `DELETE /{Resources}/{id}`.
+    pub async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        let what = self.what("delete");
+        let record = self.record(id).await?;
+        check_if_match(if_match, &record)?;
+        let app_id = app_id_value(&record)?;
+        match fetch::send(self.tenant, &self.rm.delete, &self.ctx(&[("id", &app_id)]), &[], &what).await {
+            // Already gone in the app: the delete's goal holds.
+            Err(e) if e.status == 404 => {}
+            other => {
+                other?;
+            }
+        }
+        self.p.store.delete(&self.tenant.id, self.kind, &record.id).await.map_err(store_error)
+    }
+
+    /// Drops PATCH operations on standard attributes this tenant's app does not hold: Entra sends
+    /// its whole attribute mapping, and failing on an attribute the app cannot store would stall
+    /// provisioning for nothing. Unknown (non-standard) attributes still fail in `patch::apply`.
+    fn drop_unmapped(&self, ops: Vec<patch::PatchOperation>) -> Vec<patch::PatchOperation> {
+        let full = self.kind.full_schema();
+        let known_elsewhere = |urn: Option<&str>, name: &str| {
+            let urn = urn.filter(|u| !u.eq_ignore_ascii_case(&self.rm.schema.core.id));
+            self.rm.schema.find(urn, name, None).is_none() && full.find(urn, name, None).is_some()
+        };
+        ops.into_iter()
+            .filter_map(|mut op| {
+                match &op.path {
+                    Some(p) => {
+                        if known_elsewhere(p.attr.urn.as_deref(), &p.attr.name) {
+                            tracing::debug!(attribute = %p.attr.name, "ignoring PATCH of an attribute the app does not hold");
+                            return None;
+                        }
+                    }
+                    None => {
+                        if let Some(Value::Object(map)) = &mut op.value {
+                            map.retain(|k, _| match filter::parse_attr_path(k) {
+                                Ok(p) => !known_elsewhere(p.urn.as_deref(), &p.name),
+                                Err(_) => true,
+                            });
+                            if map.is_empty() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+                Some(op)
+            })
+            .collect()
+    }
+}
+
+fn op_touches_members(op: &patch::PatchOperation) -> bool {
+    match &op.path {
+        Some(p) => p.attr.name.eq_ignore_ascii_case("members"),
+        None => op.value.as_ref().and_then(|v| get_ci(v, "members")).is_some(),
+    }
+}
+
+fn strip_meta(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("meta");
+        o.remove("id");
+    }
+    v
+}
+
+fn log_ignored(ignored: &[String], what: &str) {
+    if !ignored.is_empty() {
+        tracing::debug!(op = what, attributes = ?ignored, "ignored attributes the app does not hold");
+    }
+}

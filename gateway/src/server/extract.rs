@@ -1,0 +1,111 @@
+//! Request extraction with SCIM errors: the authenticated tenant, bounded JSON bodies, query pairs.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::AppState;
+use super::response::ErrorResponse;
+use crate::auth;
+use crate::scim::error::ScimError;
+use crate::tenant::Tenant;
+
+/// The deepest JSON a request body may nest; SCIM resources need a handful of levels.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// A request authenticated for the tenant named in its path.
+pub struct Authorized {
+    pub tenant: Arc<Tenant>,
+    /// Which token (by label) was used: for logs and audit, never the token itself.
+    pub token_label: String,
+}
+
+fn unauthorized() -> ErrorResponse {
+    // One answer for unknown tenants and bad tokens, so tenant ids cannot be probed.
+    ErrorResponse(ScimError::status(401, "authentication required: a valid bearer token for this tenant"))
+}
+
+impl<S> FromRequestParts<S> for Authorized
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ErrorResponse;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = AppState::from_ref(state);
+        let Path(params): Path<Vec<(String, String)>> =
+            Path::from_request_parts(parts, state).await.map_err(|_| unauthorized())?;
+        let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str()).ok_or_else(unauthorized)?;
+        let tenant = app.registry.load().get(tenant_id).cloned().ok_or_else(unauthorized)?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(auth::bearer)
+            .ok_or_else(unauthorized)?;
+        let label = tenant.tokens.verify(token).ok_or_else(unauthorized)?.to_owned();
+        Ok(Self { tenant, token_label: label })
+    }
+}
+
+/// Parses a request body as a JSON value, within depth and content-type rules.
+pub fn json_body(headers: &axum::http::HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if mime != "application/scim+json" && mime != "application/json" {
+            return Err(ScimError::status(415, format!("unsupported content type `{mime}`; use application/scim+json")));
+        }
+    }
+    if body.is_empty() {
+        return Err(ScimError::invalid_syntax("the request body is empty"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| ScimError::invalid_syntax(format!("invalid JSON: {e}")))?;
+    if depth(&v) > MAX_JSON_DEPTH {
+        return Err(ScimError::invalid_syntax(format!("JSON nests deeper than {MAX_JSON_DEPTH} levels")));
+    }
+    Ok(v)
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The query string as ordered pairs.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn bodies_are_bounded() {
+        let h = HeaderMap::new();
+        assert!(json_body(&h, &Bytes::from_static(b"{\"a\":1}")).is_ok());
+        assert!(json_body(&h, &Bytes::from_static(b"{")).is_err());
+        let deep = "[".repeat(40) + &"]".repeat(40);
+        assert!(json_body(&h, &Bytes::from(deep)).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(json_body(&h, &Bytes::from_static(b"{}")).unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(
+            query_pairs(Some("filter=userName%20eq%20%22a%2Bb%22&count=5")),
+            vec![("filter".into(), "userName eq \"a+b\"".into()), ("count".into(), "5".into())]
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! What the gateway must remember and the app cannot hold: SCIM id ↔ app id, `externalId` when the
+//! app has no field for it, and `meta` timestamps.
+//!
+//! Every key is scoped by tenant and resource type, so one tenant's ids can never name another's
+//! records. [`Store`] is the seam: `redb` (embedded, the default) implements it today; a Redis store
+//! for replicas implements the same trait.
+
+pub mod redb;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::ResourceKind;
+
+/// A store failure. Callers answer 503: the state is unknown, never guessed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What the store holds per resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The SCIM id the gateway issued.
+    pub id: String,
+    /// The app's id as JSON text (`1001`, `"a1b2"`), which keeps its type for request bodies.
+    pub app_id: String,
+    /// `externalId`, when the app cannot hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339.
+    pub last_modified: String,
+    /// Bumped by every change made through the gateway; the ETag is `W/"<version>"`.
+    #[serde(default = "first_version")]
+    pub version: u64,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+impl Record {
+    /// The weak ETag of this version (RFC 7644 §3.14).
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+/// A boxed future, which keeps [`Store`] usable as a trait object.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Tenant-scoped persistence of [`Record`]s with lookups by SCIM id, app id and externalId.
+pub trait Store: Send + Sync + 'static {
+    /// The record with SCIM id `id`.
+    fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>>;
+
+    /// The record of the app object with `app_id`.
+    fn by_app_id<'a>(&'a self, tenant: &'a str, kind: ResourceKind, app_id: &'a str)
+    -> StoreFuture<'a, Option<Record>>;
+
+    /// The record whose store-held `externalId` is `external_id`.
+    fn by_external_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        external_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>>;
+
+    /// Records for app ids, in order, creating records (fresh SCIM ids, timestamps `now`) for app
+    /// objects the gateway has not seen yet, in one transaction.
+    fn adopt<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        app_ids: Vec<String>,
+        now: &'a str,
+    ) -> StoreFuture<'a, Vec<Record>>;
+
+    /// Inserts or replaces `record` and its indexes. If another record holds the same app id, that
+    /// record is returned and nothing is written (the app object was adopted concurrently).
+    fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>>;
+
+    /// Removes the record and its indexes; absent is fine.
+    fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()>;
+}

@@ -1,0 +1,332 @@
+//! The embedded store: one redb file (crash-safe, copy-on-write B-trees), or memory for the demo.
+//!
+//! redb is synchronous, so every operation runs on tokio's blocking pool, never on a runtime thread.
+//! Keys are `tenant \x1f kind \x1f id`; tenant ids cannot contain `\x1f` (they are validated), so no
+//! tenant's key range overlaps another's.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Record, Store, StoreError, StoreFuture};
+use crate::mapping::ResourceKind;
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const BY_APP_ID: TableDefinition<&str, &str> = TableDefinition::new("by_app_id");
+const BY_EXTERNAL_ID: TableDefinition<&str, &str> = TableDefinition::new("by_external_id");
+
+/// The redb-backed [`Store`].
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn key(tenant: &str, kind: ResourceKind, id: &str) -> String {
+    format!("{tenant}\x1f{}\x1f{id}", kind.name())
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode(r: &Record) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
+        let db = Database::create(path).map_err(unavailable)?;
+        Self::init(db)
+    }
+
+    /// A store that lives in memory only (the demo, whose app is in memory too).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(unavailable)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
+        let tx = db.begin_write().map_err(unavailable)?;
+        tx.open_table(RECORDS).map_err(unavailable)?;
+        tx.open_table(BY_APP_ID).map_err(unavailable)?;
+        tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool.
+    fn blocking<'a, T: Send + 'static>(
+        &'a self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+        })
+    }
+
+    fn lookup(&self, index: TableDefinition<'static, &'static str, &'static str>, k: String) -> StoreFuture<'_, Option<Record>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let idx = tx.open_table(index).map_err(unavailable)?;
+            let Some(id_key) = idx.get(k.as_str()).map_err(unavailable)?.map(|g| g.value().to_owned()) else {
+                return Ok(None);
+            };
+            let records = tx.open_table(RECORDS).map_err(unavailable)?;
+            records.get(id_key.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()
+        })
+    }
+}
+
+fn write_record(
+    tx: &redb::WriteTransaction,
+    tenant: &str,
+    kind: ResourceKind,
+    record: &Record,
+    previous: Option<&Record>,
+) -> Result<(), StoreError> {
+    let rkey = key(tenant, kind, &record.id);
+    let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
+    let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+    let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+    if let Some(prev) = previous {
+        if prev.app_id != record.app_id {
+            by_app.remove(key(tenant, kind, &prev.app_id).as_str()).map_err(unavailable)?;
+        }
+        if let Some(e) = &prev.external_id
+            && record.external_id.as_ref() != Some(e)
+        {
+            by_ext.remove(key(tenant, kind, e).as_str()).map_err(unavailable)?;
+        }
+    }
+    records.insert(rkey.as_str(), encode(record)?.as_slice()).map_err(unavailable)?;
+    by_app.insert(key(tenant, kind, &record.app_id).as_str(), rkey.as_str()).map_err(unavailable)?;
+    if let Some(e) = &record.external_id {
+        by_ext.insert(key(tenant, kind, e).as_str(), rkey.as_str()).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+impl Store for RedbStore {
+    fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>> {
+        let k = key(tenant, kind, id);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let t = tx.open_table(RECORDS).map_err(unavailable)?;
+            t.get(k.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()
+        })
+    }
+
+    fn by_app_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        app_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        self.lookup(BY_APP_ID, key(tenant, kind, app_id))
+    }
+
+    fn by_external_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        external_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        self.lookup(BY_EXTERNAL_ID, key(tenant, kind, external_id))
+    }
+
+    fn adopt<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        app_ids: Vec<String>,
+        now: &'a str,
+    ) -> StoreFuture<'a, Vec<Record>> {
+        let tenant = tenant.to_owned();
+        let now = now.to_owned();
+        self.blocking(move |db| {
+            // Most lists only name known objects: try a read transaction first, write only if needed.
+            let mut out: Vec<Option<Record>> = Vec::with_capacity(app_ids.len());
+            {
+                let tx = db.begin_read().map_err(unavailable)?;
+                let by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+                let records = tx.open_table(RECORDS).map_err(unavailable)?;
+                for app_id in &app_ids {
+                    let rk = by_app.get(key(&tenant, kind, app_id).as_str()).map_err(unavailable)?;
+                    let rec = match rk {
+                        Some(rk) => records.get(rk.value()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?,
+                        None => None,
+                    };
+                    out.push(rec);
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                return Ok(out.into_iter().flatten().collect());
+            }
+            let tx = db.begin_write().map_err(unavailable)?;
+            let mut result = Vec::with_capacity(app_ids.len());
+            for (app_id, found) in app_ids.iter().zip(out) {
+                if let Some(r) = found {
+                    result.push(r);
+                    continue;
+                }
+                // Re-check inside the write transaction: another request may have adopted it.
+                let existing = {
+                    let by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+                    let rk = by_app.get(key(&tenant, kind, app_id).as_str()).map_err(unavailable)?.map(|g| g.value().to_owned());
+                    match rk {
+                        Some(rk) => {
+                            let records = tx.open_table(RECORDS).map_err(unavailable)?;
+                            records.get(rk.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?
+                        }
+                        None => None,
+                    }
+                };
+                let rec = match existing {
+                    Some(r) => r,
+                    None => {
+                        let r = Record {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            app_id: app_id.clone(),
+                            external_id: None,
+                            created: now.clone(),
+                            last_modified: now.clone(),
+                            version: 1,
+                        };
+                        write_record(&tx, &tenant, kind, &r, None)?;
+                        r
+                    }
+                };
+                result.push(rec);
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(result)
+        })
+    }
+
+    fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let (previous, holder) = {
+                let records = tx.open_table(RECORDS).map_err(unavailable)?;
+                let by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+                let previous = records
+                    .get(key(&tenant, kind, &record.id).as_str())
+                    .map_err(unavailable)?
+                    .map(|g| decode(g.value()))
+                    .transpose()?;
+                let holder_key = by_app.get(key(&tenant, kind, &record.app_id).as_str()).map_err(unavailable)?.map(|g| g.value().to_owned());
+                let holder = match holder_key {
+                    Some(k) if k != key(&tenant, kind, &record.id) => {
+                        records.get(k.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?
+                    }
+                    _ => None,
+                };
+                (previous, holder)
+            };
+            if let Some(h) = holder {
+                return Ok(Some(h));
+            }
+            write_record(&tx, &tenant, kind, &record, previous.as_ref())?;
+            tx.commit().map_err(unavailable)?;
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()> {
+        let tenant = tenant.to_owned();
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
+                let prev = records.remove(key(&tenant, kind, &id).as_str()).map_err(unavailable)?.map(|g| decode(g.value()));
+                if let Some(prev) = prev.transpose()? {
+                    let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+                    by_app.remove(key(&tenant, kind, &prev.app_id).as_str()).map_err(unavailable)?;
+                    if let Some(e) = &prev.external_id {
+                        let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+                        by_ext.remove(key(&tenant, kind, e).as_str()).map_err(unavailable)?;
+                    }
+                }
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, app: &str, ext: Option<&str>) -> Record {
+        Record {
+            id: id.into(),
+            app_id: app.into(),
+            external_id: ext.map(Into::into),
+            created: "2026-01-01T00:00:00Z".into(),
+            last_modified: "2026-01-01T00:00:00Z".into(),
+            version: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn put_get_lookup_delete() {
+        let s = RedbStore::in_memory().unwrap();
+        assert!(s.put("t1", ResourceKind::User, rec("a", "1001", Some("x"))).await.unwrap().is_none());
+        assert_eq!(s.get("t1", ResourceKind::User, "a").await.unwrap().unwrap().app_id, "1001");
+        assert_eq!(s.by_app_id("t1", ResourceKind::User, "1001").await.unwrap().unwrap().id, "a");
+        assert_eq!(s.by_external_id("t1", ResourceKind::User, "x").await.unwrap().unwrap().id, "a");
+        // Tenants and kinds are isolated.
+        assert!(s.get("t2", ResourceKind::User, "a").await.unwrap().is_none());
+        assert!(s.by_app_id("t1", ResourceKind::Group, "1001").await.unwrap().is_none());
+        // Changing externalId moves the index.
+        s.put("t1", ResourceKind::User, rec("a", "1001", Some("y"))).await.unwrap();
+        assert!(s.by_external_id("t1", ResourceKind::User, "x").await.unwrap().is_none());
+        s.delete("t1", ResourceKind::User, "a").await.unwrap();
+        assert!(s.get("t1", ResourceKind::User, "a").await.unwrap().is_none());
+        assert!(s.by_app_id("t1", ResourceKind::User, "1001").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn put_refuses_a_second_record_for_one_app_object() {
+        let s = RedbStore::in_memory().unwrap();
+        s.put("t", ResourceKind::User, rec("a", "7", None)).await.unwrap();
+        let holder = s.put("t", ResourceKind::User, rec("b", "7", None)).await.unwrap();
+        assert_eq!(holder.unwrap().id, "a");
+        assert!(s.get("t", ResourceKind::User, "b").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn adopt_is_stable() {
+        let s = RedbStore::in_memory().unwrap();
+        let first = s.adopt("t", ResourceKind::User, vec!["1".into(), "2".into()], "now").await.unwrap();
+        let again = s.adopt("t", ResourceKind::User, vec!["2".into(), "1".into()], "later").await.unwrap();
+        assert_eq!(first[0].id, again[1].id);
+        assert_eq!(first[1].id, again[0].id);
+    }
+
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("scimbridge-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("state.redb");
+        {
+            let s = RedbStore::open(&path).unwrap();
+            s.put("t", ResourceKind::Group, rec("g", "501", None)).await.unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.get("t", ResourceKind::Group, "g").await.unwrap().unwrap().app_id, "501");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

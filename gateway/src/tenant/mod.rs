@@ -1,0 +1,209 @@
+//! Tenants at run time: each tenant file compiled with its mapping into a ready [`Tenant`], and the
+//! [`Registry`] that routes a request's tenant id to it.
+//!
+//! Everything per tenant that does not depend on a request is computed here, once: token hashes,
+//! the compiled mapping, the backend client and pool, and the discovery documents.
+
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::auth::{self, StaticTokens};
+use crate::backend::Backend;
+use crate::config::{ConfigSet, Problem, Problems};
+use crate::mapping::{self, Mapping, ResourceKind};
+use spec::{TenantFile, TenantOptions};
+
+/// Route segments a tenant may not take, because the admin listener or future routes use them.
+pub const RESERVED_IDS: &[&str] = &["healthz", "readyz", "metrics", "admin", "api", "scim", "oauth", "static", "v2"];
+
+/// Default per-attempt timeout of app calls.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks a tenant id: 1–63 of `a-z 0-9 -`, starting with a letter or digit, not reserved.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-');
+    if !ok {
+        return Err(format!("tenant id `{id}` must be 1-63 characters of a-z, 0-9 and `-`, not starting with `-`"));
+    }
+    if RESERVED_IDS.contains(&id) {
+        return Err(format!("tenant id `{id}` is reserved"));
+    }
+    Ok(())
+}
+
+/// A tenant, ready to serve.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub mapping: Arc<Mapping>,
+    pub backend: Backend,
+    /// `credentials.*` for templates.
+    pub credentials: Value,
+    pub tokens: StaticTokens,
+    pub options: TenantOptions,
+}
+
+impl Tenant {
+    /// The mapping of a resource type this tenant serves.
+    pub fn resource(&self, kind: ResourceKind) -> Option<&mapping::ResourceMapping> {
+        self.mapping.resource(kind)
+    }
+}
+
+/// All tenants, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    tenants: HashMap<String, Arc<Tenant>>,
+}
+
+impl Registry {
+    /// The tenant with `id`.
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(id)
+    }
+
+    /// Number of tenants.
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Whether there are no tenants.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// Tenant ids, sorted.
+    pub fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Compiles every mapping once and every tenant against it; reports all problems together.
+    pub fn build(set: &ConfigSet) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let mut mappings: HashMap<&str, Arc<Mapping>> = HashMap::new();
+        for (name, (path, file)) in &set.mappings {
+            match mapping::compile(file) {
+                Ok(m) => {
+                    mappings.insert(name.as_str(), Arc::new(m));
+                }
+                Err(errs) => problems.extend(errs.into_iter().map(|e| Problem {
+                    file: path.clone(),
+                    line: None,
+                    column: None,
+                    location: Some(e.location),
+                    message: e.message,
+                    hint: e.hint,
+                })),
+            }
+        }
+        let mut tenants = HashMap::new();
+        for (path, file) in &set.tenants {
+            match build_tenant(path, file, &mappings, set) {
+                Ok(t) => {
+                    if tenants.contains_key(&t.id) {
+                        problems.push(Problem::file(path, format!("tenant id `{}` is used by another file", t.id)));
+                    } else {
+                        tenants.insert(t.id.clone(), Arc::new(t));
+                    }
+                }
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() { Ok(Self { tenants }) } else { Err(Problems(problems)) }
+    }
+}
+
+fn build_tenant(
+    path: &Path,
+    file: &TenantFile,
+    mappings: &HashMap<&str, Arc<Mapping>>,
+    set: &ConfigSet,
+) -> Result<Tenant, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if let Err(m) = validate_id(&file.id) {
+        problems.push(Problem::file(path, m));
+    } else if stem != file.id {
+        problems.push(
+            Problem::file(path, format!("`id: {}` must match the file name `{stem}`", file.id))
+                .hint(format!("rename the file to `{}.yaml`", file.id)),
+        );
+    }
+    let mapping = match mappings.get(file.mapping.as_str()) {
+        Some(m) => Some(m.clone()),
+        None => {
+            // A mapping that exists but failed to compile was already reported.
+            if !set.mappings.contains_key(&file.mapping) {
+                let known: Vec<&str> = set.mappings.keys().map(String::as_str).collect();
+                problems.push(
+                    Problem::file(path, format!("mapping `{}` does not exist", file.mapping))
+                        .hint(format!("known mappings: {}", known.join(", "))),
+                );
+            }
+            None
+        }
+    };
+    let mut tokens = Vec::new();
+    for t in &file.auth.tokens {
+        match auth::parse_hash(&t.sha256) {
+            Ok(h) => tokens.push((t.label.clone(), h)),
+            Err(m) => problems.push(
+                Problem::file(path, format!("token `{}`: {m}", t.label))
+                    .hint("`scimbridge token create` prints a new token and its hash"),
+            ),
+        }
+    }
+    if file.auth.tokens.is_empty() {
+        problems.push(Problem::file(path, "a tenant needs at least one token under `auth.tokens`"));
+    }
+    let timeout = file
+        .backend
+        .timeout_ms
+        .map(Duration::from_millis)
+        .or(mapping.as_ref().and_then(|m| m.timeout))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let backend = match Backend::new(&file.backend.base_url.0, timeout) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            problems.push(Problem::file(path, format!("backend: {e}")));
+            None
+        }
+    };
+    let credentials: Map<String, Value> =
+        file.backend.credentials.iter().map(|(k, v)| (k.clone(), Value::String(v.0.clone()))).collect();
+    match (mapping, backend) {
+        (Some(mapping), Some(backend)) if problems.is_empty() => Ok(Tenant {
+            id: file.id.clone(),
+            mapping,
+            backend,
+            credentials: Value::Object(credentials),
+            tokens: StaticTokens::new(tokens),
+            options: file.options.clone(),
+        }),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids() {
+        assert!(validate_id("acme-1").is_ok());
+        for bad in ["", "-a", "Acme", "a_b", "healthz", "a/b", &"a".repeat(64)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}
