@@ -224,7 +224,8 @@ impl DemoPrep {
 async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let app_listener = tokio::net::TcpListener::from_std(prep.app)?;
     println!("demo-app listening on http://{}", app_listener.local_addr()?);
-    let app = tokio::spawn(demo_app::serve(app_listener, demo_app::Config { api_key: prep.api_key }, shutdown_signal()));
+    let app =
+        tokio::spawn(demo_app::serve(app_listener, demo_app::Config { api_key: prep.api_key }, shutdown_signal()));
     let Some(registry) = load(&config_dir) else {
         eprintln!("refusing to start: fix the configuration above (run from the repository root, or pass --config)");
         return Ok(ExitCode::FAILURE);

@@ -19,7 +19,9 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => {
+            registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).try_init()
+        }
         LogFormat::Text => registry.with(fmt::layer().compact().with_writer(std::io::stderr)).try_init(),
     };
     // A second init (tests) keeps the first subscriber.

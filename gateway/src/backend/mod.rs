@@ -101,8 +101,10 @@ impl Backend {
         let url = format!("{}{}", self.base_url, req.path);
         let mut headers = HeaderMap::new();
         for (k, v) in &req.headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| BackendError::Request(format!("bad header name `{k}`")))?;
-            let mut value = HeaderValue::from_str(v).map_err(|_| BackendError::Request(format!("bad value for header `{k}`")))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| BackendError::Request(format!("bad header name `{k}`")))?;
+            let mut value =
+                HeaderValue::from_str(v).map_err(|_| BackendError::Request(format!("bad value for header `{k}`")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -153,5 +155,6 @@ fn parse_body(bytes: &[u8]) -> Value {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).chars().take(2000).collect()))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).chars().take(2000).collect()))
 }

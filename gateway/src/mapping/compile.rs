@@ -324,9 +324,8 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     if !errors.is_empty() {
         return Err(errors);
     }
-    let external_id_in_app = attributes
-        .iter()
-        .any(|a| a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.name == "externalId"));
+    let external_id_in_app =
+        attributes.iter().any(|a| a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.name == "externalId"));
     let schema = super::transform::published_schema(&full, &attributes, members.as_ref(), replace.is_some());
     Ok(ResourceMapping {
         kind,
@@ -367,7 +366,8 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
     }
     let reference = match a.reference.as_deref() {
         Some(r) => Some(
-            ResourceKind::from_name(r).ok_or_else(|| err(format!("{loc}.reference"), format!("unknown resource `{r}`")))?,
+            ResourceKind::from_name(r)
+                .ok_or_else(|| err(format!("{loc}.reference"), format!("unknown resource `{r}`")))?,
         ),
         None => None,
     };
@@ -421,10 +421,7 @@ fn scim_target(path: &str, full: &ResourceSchema, loc: &str) -> Result<ScimTarge
         ),
         None => None,
     };
-    let top = full
-        .find(urn.as_deref(), &p.attr.name, None)
-        .ok_or_else(|| unknown_attr(loc, path, full))?
-        .clone();
+    let top = full.find(urn.as_deref(), &p.attr.name, None).ok_or_else(|| unknown_attr(loc, path, full))?.clone();
     let sub_name = p.attr.sub.as_deref().or(p.sub.as_deref());
     let attribute = match sub_name {
         Some(s) => top.sub(s).cloned().ok_or_else(|| err(loc, format!("`{}` has no sub-attribute `{s}`", top.name)))?,
@@ -439,8 +436,15 @@ fn scim_target(path: &str, full: &ResourceSchema, loc: &str) -> Result<ScimTarge
     } else if top.multi_valued && sub_name.is_some() {
         return Err(CompileError {
             location: loc.to_owned(),
-            message: format!("`{path}` names a sub-attribute of multi-valued `{}` without selecting an entry", top.name),
-            hint: Some(format!("select one entry, e.g. `{}[type eq \"work\"].{}`", top.name, sub_name.unwrap_or("value"))),
+            message: format!(
+                "`{path}` names a sub-attribute of multi-valued `{}` without selecting an entry",
+                top.name
+            ),
+            hint: Some(format!(
+                "select one entry, e.g. `{}[type eq \"work\"].{}`",
+                top.name,
+                sub_name.unwrap_or("value")
+            )),
         });
     }
     if attribute.ty == schema::AttrType::Complex && sub_name.is_none() {
@@ -472,9 +476,8 @@ fn collect_eqs(f: &Filter, top: &Attribute, out: &mut Vec<(String, Value)>) -> R
             collect_eqs(b, top, out)
         }
         Filter::Compare { path, op: CompareOp::Eq, value } if path.urn.is_none() && path.sub.is_none() => {
-            let sub = top
-                .sub(&path.name)
-                .ok_or_else(|| format!("`{}` has no sub-attribute `{}`", top.name, path.name))?;
+            let sub =
+                top.sub(&path.name).ok_or_else(|| format!("`{}` has no sub-attribute `{}`", top.name, path.name))?;
             out.push((sub.name.clone(), value.clone()));
             Ok(())
         }
@@ -482,7 +485,12 @@ fn collect_eqs(f: &Filter, top: &Attribute, out: &mut Vec<(String, Value)>) -> R
     }
 }
 
-fn compile_list(spec: &ListSpec, full: &ResourceSchema, loc: &str, errors: &mut Vec<CompileError>) -> Option<ListMapping> {
+fn compile_list(
+    spec: &ListSpec,
+    full: &ResourceSchema,
+    loc: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<ListMapping> {
     let call = match Call::compile(&spec.request) {
         Ok(c) => Some(c),
         Err(m) => {

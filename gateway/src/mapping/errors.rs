@@ -88,10 +88,8 @@ impl ErrorMap {
             Some(m) => format!("{what}: the application answered {status}: {m}"),
             None => format!("{what}: the application answered {status}"),
         };
-        if let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| r.status == status && r.body.iter().all(|(p, v)| body.pointer(p) == Some(v)))
+        if let Some(rule) =
+            self.rules.iter().find(|r| r.status == status && r.body.iter().all(|(p, v)| body.pointer(p) == Some(v)))
         {
             return ScimError { status: rule.out_status, scim_type: rule.out_type, detail };
         }

@@ -193,8 +193,7 @@ pub fn to_scim(rm: &ResourceMapping, app: &Value, refs: RefLookup<'_>, base_url:
 
 /// Whether a reference line targets `x.value` of a complex attribute that also has `x.$ref`.
 fn has_ref_sibling(rm: &ResourceMapping, t: &ScimTarget) -> bool {
-    t.sub.as_deref() == Some("value")
-        && rm.schema.find(t.urn.as_deref(), &t.name, Some("$ref")).is_some()
+    t.sub.as_deref() == Some("value") && rm.schema.find(t.urn.as_deref(), &t.name, Some("$ref")).is_some()
 }
 
 fn app_value_to_scim(a: &AttrMap, t: &ScimTarget, raw: &Value, app: &Value, refs: RefLookup<'_>) -> Option<Value> {
@@ -212,7 +211,12 @@ fn app_value_to_scim(a: &AttrMap, t: &ScimTarget, raw: &Value, app: &Value, refs
 
 /// Maps a SCIM resource to the app object the mapping builds from it. Fails on values the app
 /// cannot represent, before anything is sent.
-pub fn to_app(rm: &ResourceMapping, scim: &Value, refs: RefLookup<'_>, credentials: &Value) -> Result<Value, ScimError> {
+pub fn to_app(
+    rm: &ResourceMapping,
+    scim: &Value,
+    refs: RefLookup<'_>,
+    credentials: &Value,
+) -> Result<Value, ScimError> {
     let mut app = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim) {
         if let Some(c) = &a.constant {
@@ -242,13 +246,22 @@ fn scim_value_to_app(
 ) -> Result<Value, ScimError> {
     if let Some(e) = &a.to_app {
         return e.eval(&Context::new([("value", v), ("scim", scim), ("credentials", credentials)])).map_err(|e| {
-            ScimError::invalid_value(format!("`{}` could not be converted for the app: {}", display_target(t), e.message))
+            ScimError::invalid_value(format!(
+                "`{}` could not be converted for the app: {}",
+                display_target(t),
+                e.message
+            ))
         });
     }
     if !a.values.is_empty() {
-        return a.values.iter().find(|(scim_v, _)| loosely_equal(scim_v, v)).map(|(_, app_v)| app_v.clone()).ok_or_else(
-            || ScimError::invalid_value(format!("`{}` value {v} is not one the app supports", display_target(t))),
-        );
+        return a
+            .values
+            .iter()
+            .find(|(scim_v, _)| loosely_equal(scim_v, v))
+            .map(|(_, app_v)| app_v.clone())
+            .ok_or_else(|| {
+                ScimError::invalid_value(format!("`{}` value {v} is not one the app supports", display_target(t)))
+            });
     }
     if let Some(kind) = a.reference {
         let id = v.as_str().ok_or_else(|| {
@@ -308,7 +321,10 @@ pub fn published_schema(
         } else if !updatable {
             k.overrides.mutability = Some(Mutability::Immutable);
         }
-        if a.reference.is_some() && t.sub.as_deref() == Some("value") && full.find(t.urn.as_deref(), &t.name, Some("$ref")).is_some() {
+        if a.reference.is_some()
+            && t.sub.as_deref() == Some("value")
+            && full.find(t.urn.as_deref(), &t.name, Some("$ref")).is_some()
+        {
             keep.push(Keep { urn: t.urn.clone(), name: t.name.clone(), sub: Some("$ref".into()), ..Keep::default() });
         }
         keep.push(k);

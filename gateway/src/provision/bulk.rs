@@ -45,7 +45,8 @@ fn parse(body: &Value, limits: BulkLimits) -> Result<(Vec<Operation>, Option<usi
         Some(v) => Some(
             v.as_u64()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ScimError::invalid_value("`failOnErrors` must be a positive integer"))? as usize,
+                .ok_or_else(|| ScimError::invalid_value("`failOnErrors` must be a positive integer"))?
+                as usize,
         ),
     };
     let ops = obj
@@ -77,7 +78,8 @@ fn parse(body: &Value, limits: BulkLimits) -> Result<(Vec<Operation>, Option<usi
         {
             return Err(ScimError::invalid_syntax(format!("operation {i}: `bulkId` `{b}` is used twice")));
         }
-        let path = field("path").ok_or_else(|| ScimError::invalid_syntax(format!("operation {i}: `path` is required")))?;
+        let path =
+            field("path").ok_or_else(|| ScimError::invalid_syntax(format!("operation {i}: `path` is required")))?;
         let data = op.get("data").cloned();
         if matches!(method.as_str(), "POST" | "PUT" | "PATCH") && data.is_none() {
             return Err(ScimError::invalid_syntax(format!("operation {i}: `data` is required for {method}")));
@@ -222,7 +224,12 @@ impl Provisioner {
         }))
     }
 
-    async fn run(&self, tenant: &Tenant, op: &Operation, resolved: &Map<String, Value>) -> Result<(Value, Option<String>), ScimError> {
+    async fn run(
+        &self,
+        tenant: &Tenant,
+        op: &Operation,
+        resolved: &Map<String, Value>,
+    ) -> Result<(Value, Option<String>), ScimError> {
         let path = substitute_path(&op.path, resolved);
         let (kind, id) = target(&path)?;
         let ops = self.resource(tenant, kind)?;
@@ -232,7 +239,8 @@ impl Provisioner {
         if let Some(b) = &op.bulk_id {
             result["bulkId"] = Value::String(b.clone());
         }
-        let need_id = || id.clone().ok_or_else(|| ScimError::invalid_path(format!("`{}` needs a resource id", op.method)));
+        let need_id =
+            || id.clone().ok_or_else(|| ScimError::invalid_path(format!("`{}` needs a resource id", op.method)));
         let (status, written, new_id) = match op.method.as_str() {
             "POST" => {
                 if id.is_some() {
@@ -260,7 +268,8 @@ impl Provisioner {
             }
             None => {
                 if let Some(id) = &id {
-                    result["location"] = Value::String(format!("{}/{}/{id}", self.base_url(&tenant.id), kind.endpoint()));
+                    result["location"] =
+                        Value::String(format!("{}/{}/{id}", self.base_url(&tenant.id), kind.endpoint()));
                 }
             }
         }
@@ -291,7 +300,8 @@ mod tests {
             {"method": "DELETE", "path": "/Users/1"}, {"method": "DELETE", "path": "/Users/2"}, {"method": "DELETE", "path": "/Users/3"}
         ]});
         assert_eq!(parse(&too_many, limits).unwrap_err().status, 413);
-        let no_bulk_id = json!({"schemas": [BULK_REQUEST], "Operations": [{"method": "POST", "path": "/Users", "data": {}}]});
+        let no_bulk_id =
+            json!({"schemas": [BULK_REQUEST], "Operations": [{"method": "POST", "path": "/Users", "data": {}}]});
         assert_eq!(parse(&no_bulk_id, limits).unwrap_err().status, 400);
     }
 

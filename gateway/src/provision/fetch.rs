@@ -47,7 +47,10 @@ pub async fn send(
     what: &str,
 ) -> Result<crate::backend::AppResponse, ScimError> {
     let req = call.render(ctx, &tenant.mapping.headers, extra_query).map_err(|e| {
-        ScimError::status(500, format!("{what}: mapping `{}` could not render the call: {}", tenant.mapping.name, e.message))
+        ScimError::status(
+            500,
+            format!("{what}: mapping `{}` could not render the call: {}", tenant.mapping.name, e.message),
+        )
     })?;
     tracing::debug!(tenant = %tenant.id, method = %req.method, path = %req.path, "app call");
     let resp = tenant.backend.send(&req).await.map_err(|e| transport_error(&e, what))?;

@@ -96,7 +96,9 @@ impl<'a> Ops<'a> {
     fn pushable<'f>(&'a self, t: &'f Filter) -> Option<(&'a Search, &'f str)> {
         let find = |urn: Option<&str>, name: &str, sub: Option<&str>| {
             self.rm.list.search.iter().find(|s| {
-                same(s.urn.as_deref(), self.core_urn(urn)) && s.name.eq_ignore_ascii_case(name) && same(s.sub.as_deref(), sub)
+                same(s.urn.as_deref(), self.core_urn(urn))
+                    && s.name.eq_ignore_ascii_case(name)
+                    && same(s.sub.as_deref(), sub)
             })
         };
         if let Some((p, v)) = eq_string(t) {
@@ -168,19 +170,26 @@ impl<'a> Ops<'a> {
             return Err(ScimError::new(
                 400,
                 ScimType::TooMany,
-                format!("this filter needs more than {max} objects examined; filter on an attribute the app can search"),
+                format!(
+                    "this filter needs more than {max} objects examined; filter on an attribute the app can search"
+                ),
             ));
         }
         Ok(w.items)
     }
 
     /// SCIM resources for candidates, with members when wanted.
-    async fn resources(&self, candidates: Vec<(Record, Value)>, with_members: bool) -> Result<Vec<(Record, Value)>, ScimError> {
+    async fn resources(
+        &self,
+        candidates: Vec<(Record, Value)>,
+        with_members: bool,
+    ) -> Result<Vec<(Record, Value)>, ScimError> {
         let apps: Vec<&Value> = candidates.iter().map(|(_, a)| a).collect();
         let refs = self.read_refs(&apps).await?;
         let mut out = Vec::with_capacity(candidates.len());
         for (record, app) in candidates {
-            let members = if with_members { Some(self.members_of(&super::app_id_value(&record)?).await?) } else { None };
+            let members =
+                if with_members { Some(self.members_of(&super::app_id_value(&record)?).await?) } else { None };
             let r = self.resource_of(&record, &app, &refs, members);
             out.push((record, r));
         }

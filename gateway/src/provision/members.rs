@@ -20,16 +20,19 @@ const MAX_MEMBERS: usize = 200_000;
 
 impl Ops<'_> {
     fn members_mapping(&self) -> Result<&MembersMapping, ScimError> {
-        self.rm
-            .members
-            .as_ref()
-            .ok_or_else(|| ScimError::invalid_path("this application keeps no group members"))
+        self.rm.members.as_ref().ok_or_else(|| ScimError::invalid_path("this application keeps no group members"))
     }
 
     /// App ids (JSON text) of a group's members.
     async fn member_app_ids(&self, group_id: &Value) -> Result<Vec<String>, ScimError> {
         let m = self.members_mapping()?;
-        let paging = Paging { call: &m.list, items: &m.items, total: m.total.as_deref(), page_size: m.max_page_size, style: m.style };
+        let paging = Paging {
+            call: &m.list,
+            items: &m.items,
+            total: m.total.as_deref(),
+            page_size: m.max_page_size,
+            style: m.style,
+        };
         let what = self.what("list members of");
         let credentials = &self.tenant.credentials;
         let w = fetch::window(
@@ -120,7 +123,9 @@ impl Ops<'_> {
             .await
             .map_err(store_error)?
             .map(|r| r.app_id)
-            .ok_or_else(|| ScimError::invalid_value(format!("member `{scim_id}`: no {} with this id", m.member_kind.name())))
+            .ok_or_else(|| {
+                ScimError::invalid_value(format!("member `{scim_id}`: no {} with this id", m.member_kind.name()))
+            })
     }
 
     async fn member_call(&self, add: bool, group_id: &Value, member_app_id: &str) -> Result<(), ScimError> {
@@ -139,7 +144,12 @@ impl Ops<'_> {
     }
 
     /// Applies a membership-only PATCH: adds and removes by SCIM id.
-    pub(super) async fn apply_member_delta(&self, record: &Record, add: &[String], remove: &[String]) -> Result<(), ScimError> {
+    pub(super) async fn apply_member_delta(
+        &self,
+        record: &Record,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ScimError> {
         let group_id = app_id_value(record)?;
         let mut to_add = Vec::with_capacity(add.len());
         for id in add {

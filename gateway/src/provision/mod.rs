@@ -121,10 +121,7 @@ impl<'a> Ops<'a> {
     fn app_id_of(&self, obj: &Value, what: &str) -> Result<String, ScimError> {
         match pointer::get(obj, &self.rm.id) {
             Some(v @ (Value::String(_) | Value::Number(_))) => Ok(v.to_string()),
-            _ => Err(ScimError::status(
-                502,
-                format!("{what}: the application's answer has no id at `{}`", self.rm.id),
-            )),
+            _ => Err(ScimError::status(502, format!("{what}: the application's answer has no id at `{}`", self.rm.id))),
         }
     }
 
@@ -140,7 +137,10 @@ impl<'a> Ops<'a> {
         let what = self.what("read");
         let resp = fetch::send(self.tenant, &self.rm.read, &self.ctx(&[("id", &id)]), &[], &what).await?;
         self.rm.read.result_of(&resp.body).cloned().ok_or_else(|| {
-            ScimError::status(502, format!("{what}: the application's answer has no object where the mapping expects it"))
+            ScimError::status(
+                502,
+                format!("{what}: the application's answer has no object where the mapping expects it"),
+            )
         })
     }
 
@@ -292,7 +292,11 @@ impl<'a> Ops<'a> {
             Ok(None) => {}
             Ok(Some(holder)) => {
                 tracing::warn!(tenant = %self.tenant.id, "created app object was already known to the store");
-                return Err(ScimError::new(409, ScimType::Uniqueness, format!("{what}: already exists as `{}`", holder.id)));
+                return Err(ScimError::new(
+                    409,
+                    ScimType::Uniqueness,
+                    format!("{what}: already exists as `{}`", holder.id),
+                ));
             }
             Err(e) => {
                 self.compensate_create(&app_id).await;
@@ -387,7 +391,11 @@ impl<'a> Ops<'a> {
     /// Writes a whole new SCIM state of an existing resource to the app, then the store.
     async fn write(&self, record: Record, scim: Value, set_members: bool, what: &str) -> Result<Written, ScimError> {
         let Some(replace) = &self.rm.replace else {
-            return Err(ScimError::new(400, ScimType::Mutability, format!("{what}: the application cannot update a {}", self.kind.name())));
+            return Err(ScimError::new(
+                400,
+                ScimType::Mutability,
+                format!("{what}: the application cannot update a {}", self.kind.name()),
+            ));
         };
         let app_obj = self.to_app(&scim).await?;
         let desired_members = match (&self.rm.members, set_members) {
@@ -398,14 +406,9 @@ impl<'a> Ops<'a> {
             _ => None,
         };
         let id = app_id_value(&record)?;
-        let resp = fetch::send(
-            self.tenant,
-            replace,
-            &self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim)]),
-            &[],
-            what,
-        )
-        .await?;
+        let resp =
+            fetch::send(self.tenant, replace, &self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim)]), &[], what)
+                .await?;
         if let Some(desired) = desired_members {
             self.set_members(&id, desired).await?;
         }

@@ -18,12 +18,14 @@
 //! - a reference such as `manager` may be an object, a bare id or a one-element array (Entra);
 //! - app roles whose `value` is a JSON-encoded object are decoded (Entra).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimType};
 use super::filter::{CompareOp, Filter, parse_patch_path};
 use super::path::{AttrPath, PatchPath};
-use super::schema::{AttrType, Attribute, Mutability, ResourceSchema, Schema};
+use super::schema::{AttrType, Attribute, GROUP, Mutability, ResourceSchema, Schema};
 
 /// The message schema a PatchOp request body must declare (RFC 7644 §3.5.2).
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -45,9 +47,7 @@ pub enum OpKind {
 impl OpKind {
     /// Parses an op name case-insensitively: Entra sends `Add`, the RFC spells `add`.
     pub fn parse(name: &str) -> Option<Self> {
-        [OpKind::Add, OpKind::Replace, OpKind::Remove]
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(name))
+        [OpKind::Add, OpKind::Replace, OpKind::Remove].into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(name))
     }
 
     /// The name as the RFC spells it.
@@ -76,10 +76,9 @@ impl PatchOperation {
     fn check_shape(&self) -> Result<(), ScimError> {
         match (self.op, &self.path, &self.value) {
             (OpKind::Remove, None, _) => Err(ScimError::no_target("remove needs a `path`")),
-            (OpKind::Add | OpKind::Replace, _, None) => Err(ScimError::invalid_syntax(format!(
-                "{} needs a `value`",
-                self.op.as_str()
-            ))),
+            (OpKind::Add | OpKind::Replace, _, None) => {
+                Err(ScimError::invalid_syntax(format!("{} needs a `value`", self.op.as_str())))
+            }
             _ => Ok(()),
         }
     }
@@ -105,13 +104,9 @@ pub struct MembershipDelta {
 /// case-insensitive and paths are parsed. Errors are 400 `invalidSyntax`, or `invalidPath` for a
 /// malformed path, and name the failing operation's index.
 pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| ScimError::invalid_syntax("a PatchOp body must be a JSON object"))?;
+    let body = body.as_object().ok_or_else(|| ScimError::invalid_syntax("a PatchOp body must be a JSON object"))?;
     if !declares_patch_op(body) {
-        return Err(ScimError::invalid_syntax(format!(
-            "`schemas` must contain \"{PATCH_OP_SCHEMA}\""
-        )));
+        return Err(ScimError::invalid_syntax(format!("`schemas` must contain \"{PATCH_OP_SCHEMA}\"")));
     }
     let operations = match get_ci(body, "Operations") {
         Some(Value::Array(operations)) => operations,
@@ -127,32 +122,23 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
             operations.len()
         )));
     }
-    operations
-        .iter()
-        .enumerate()
-        .map(|(index, op)| parse_operation(op).map_err(|e| at_operation(index, e)))
-        .collect()
+    operations.iter().enumerate().map(|(index, op)| parse_operation(op).map_err(|e| at_operation(index, e))).collect()
 }
 
 fn declares_patch_op(body: &Object) -> bool {
     match get_ci(body, "schemas") {
-        Some(Value::Array(urns)) => urns
-            .iter()
-            .any(|urn| urn.as_str().is_some_and(|urn| urn.eq_ignore_ascii_case(PATCH_OP_SCHEMA))),
+        Some(Value::Array(urns)) => {
+            urns.iter().any(|urn| urn.as_str().is_some_and(|urn| urn.eq_ignore_ascii_case(PATCH_OP_SCHEMA)))
+        }
         _ => false,
     }
 }
 
 fn parse_operation(op: &Value) -> Result<PatchOperation, ScimError> {
-    let op = op
-        .as_object()
-        .ok_or_else(|| ScimError::invalid_syntax("an operation must be a JSON object"))?;
+    let op = op.as_object().ok_or_else(|| ScimError::invalid_syntax("an operation must be a JSON object"))?;
     let kind = match get_ci(op, "op") {
         Some(Value::String(name)) => OpKind::parse(name).ok_or_else(|| {
-            ScimError::invalid_syntax(format!(
-                "unknown op \"{}\": expected add, replace or remove",
-                abbreviate(name)
-            ))
+            ScimError::invalid_syntax(format!("unknown op \"{}\": expected add, replace or remove", abbreviate(name)))
         })?,
         Some(_) => return Err(ScimError::invalid_syntax("`op` must be a string")),
         None => return Err(ScimError::invalid_syntax("missing `op`")),
@@ -171,9 +157,8 @@ fn parse_operation(op: &Value) -> Result<PatchOperation, ScimError> {
 
 /// Parses a PATCH path; a malformed one is 400 `invalidPath` (RFC 7644 §3.5.2).
 fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
-    parse_patch_path(text.trim()).map_err(|e| {
-        ScimError::invalid_path(format!("invalid path \"{}\": {e}", abbreviate(text)))
-    })
+    parse_patch_path(text.trim())
+        .map_err(|e| ScimError::invalid_path(format!("invalid path \"{}\": {e}", abbreviate(text))))
 }
 
 /// Prefixes an error's detail with the index of the operation that caused it.
@@ -198,15 +183,10 @@ fn abbreviate(text: &str) -> String {
 /// Applies `ops` in order to `resource`, a SCIM resource as JSON (core attributes at the top level,
 /// extension attributes under their schema URN). Atomic: on error `resource` is left unchanged
 /// and the error names the failing operation.
-pub fn apply(
-    resource: &mut Value,
-    ops: &[PatchOperation],
-    schema: &ResourceSchema,
-) -> Result<(), ScimError> {
+pub fn apply(resource: &mut Value, ops: &[PatchOperation], schema: &ResourceSchema) -> Result<(), ScimError> {
     let mut draft = resource.clone();
-    let root = draft
-        .as_object_mut()
-        .ok_or_else(|| ScimError::status(500, "the stored resource is not a JSON object"))?;
+    let root =
+        draft.as_object_mut().ok_or_else(|| ScimError::status(500, "the stored resource is not a JSON object"))?;
     let mut patcher = Patcher { schema, touched: Vec::new() };
     for (index, op) in ops.iter().enumerate() {
         patcher.apply_op(root, op).map_err(|e| at_operation(index, e))?;
@@ -223,6 +203,9 @@ struct Patcher<'s> {
     /// with their data at the end.
     touched: Vec<&'s Schema>,
 }
+
+/// An attribute definition with the extension defining it (`None` for core and common ones).
+type Located<'s> = (Option<&'s Schema>, &'s Attribute);
 
 /// Where a path points, resolved against the schema.
 enum Target<'s> {
@@ -245,16 +228,9 @@ impl<'s> Patcher<'s> {
     /// (RFC 7644 §3.5.2.1), so Entra's `"name.givenName"` and URN-qualified keys work as well as
     /// plain names. `schemas` and `meta` are server-managed and ignored; `id` is accepted only
     /// unchanged, since Okta echoes it when renaming a group.
-    fn apply_attributes(
-        &mut self,
-        root: &mut Object,
-        kind: OpKind,
-        value: &Value,
-    ) -> Result<(), ScimError> {
+    fn apply_attributes(&mut self, root: &mut Object, kind: OpKind, value: &Value) -> Result<(), ScimError> {
         let Value::Object(attributes) = value else {
-            return Err(ScimError::invalid_value(
-                "without a `path`, `value` must be an object of attributes",
-            ));
+            return Err(ScimError::invalid_value("without a `path`, `value` must be an object of attributes"));
         };
         for (key, value) in attributes {
             if key.eq_ignore_ascii_case("schemas") || key.eq_ignore_ascii_case("meta") {
@@ -307,9 +283,7 @@ impl<'s> Patcher<'s> {
         self.touch(extension);
         let value = value.unwrap_or(&Value::Null);
         let unassign = match (kind, emptiness(value)) {
-            (OpKind::Remove, _) | (_, Emptiness::Blank) | (OpKind::Replace, Emptiness::Hollow) => {
-                true
-            }
+            (OpKind::Remove, _) | (_, Emptiness::Blank) | (OpKind::Replace, Emptiness::Hollow) => true,
             (OpKind::Add, Emptiness::Hollow) => return Ok(()),
             _ => false,
         };
@@ -319,16 +293,20 @@ impl<'s> Patcher<'s> {
                     ensure_not_required(data, attribute)?;
                 }
             }
-            remove_ci(root, &extension.id);
+            // Emptied rather than removed, for `reconcile_schemas` to drop it with its URN.
+            if get_ci(root, &extension.id).is_some() {
+                set_ci(root, &extension.id, Value::Object(Object::new()));
+            }
             return Ok(());
         }
         let Value::Object(attributes) = value else {
-            return Err(ScimError::invalid_value(format!(
-                "{} must be an object of its attributes",
-                extension.id
-            )));
+            return Err(ScimError::invalid_value(format!("{} must be an object of its attributes", extension.id)));
         };
         for (key, value) in attributes {
+            // Client libraries serialise an extension object with its own `schemas`; it carries no data.
+            if key.eq_ignore_ascii_case("schemas") || key.eq_ignore_ascii_case("meta") {
+                continue;
+            }
             let mut path = parse_path(key)?;
             if path.attr.urn.is_some() {
                 return Err(ScimError::invalid_path(format!(
@@ -346,26 +324,25 @@ impl<'s> Patcher<'s> {
     /// Finds the schema definitions a path names; unknown attributes are 400 `invalidPath`.
     fn resolve(&self, path: &PatchPath) -> Result<Target<'s>, ScimError> {
         let unknown = || ScimError::invalid_path(format!("unknown attribute \"{}\"", path.attr));
-        let (extension, attr) = match &path.attr.urn {
-            None => self.find_unqualified(&path.attr.name)?,
+        let name = &path.attr.name;
+        let found = match &path.attr.urn {
+            None => self.find_unqualified(name)?,
             Some(urn) => match self.schema.schema(urn) {
                 Some(schema) => match self.as_extension(schema) {
-                    Some(extension) => (Some(extension), extension.attribute(&path.attr.name)),
+                    Some(extension) => extension.attribute(name).map(|a| (Some(extension), a)),
                     // `urn:…:core:2.0:User:userName` is plain `userName`.
-                    None => (None, self.schema.find(None, &path.attr.name, None)),
+                    None => self.schema.find(None, name, None).map(|a| (None, a)),
                 },
                 None => return self.resolve_whole_extension(path).ok_or_else(unknown),
             },
         };
-        let attr = attr.ok_or_else(unknown)?;
+        let (extension, attr) = found.ok_or_else(unknown)?;
         let sub = match (&path.attr.sub, &path.sub) {
             (Some(_), Some(_)) => return Err(unknown()),
             (Some(sub), None) | (None, Some(sub)) => Some(
                 attr.sub(sub)
                     .filter(|_| attr.ty == AttrType::Complex)
-                    .ok_or_else(|| {
-                        ScimError::invalid_path(format!("unknown attribute \"{}.{sub}\"", attr.name))
-                    })?,
+                    .ok_or_else(|| ScimError::invalid_path(format!("unknown attribute \"{}.{sub}\"", attr.name)))?,
             ),
             (None, None) => None,
         };
@@ -384,24 +361,17 @@ impl<'s> Patcher<'s> {
 
     /// An unqualified name is a core or common attribute (RFC 7644 §3.10) or, failing that, the
     /// attribute of the one extension that defines it: Entra's tutorial sends `"path":"manager"`.
-    fn find_unqualified(
-        &self,
-        name: &str,
-    ) -> Result<(Option<&'s Schema>, Option<&'s Attribute>), ScimError> {
+    fn find_unqualified(&self, name: &str) -> Result<Option<Located<'s>>, ScimError> {
         if let Some(attr) = self.schema.find(None, name, None) {
-            return Ok((None, Some(attr)));
+            return Ok(Some((None, attr)));
         }
-        let mut defining = self
-            .schema
-            .extensions
-            .iter()
-            .filter_map(|e| Some((e, e.attribute(name)?)));
+        let mut defining = self.schema.extensions.iter().filter_map(|e| Some((e, e.attribute(name)?)));
         match (defining.next(), defining.next()) {
-            (Some((extension, attr)), None) => Ok((Some(extension), Some(attr))),
+            (Some((extension, attr)), None) => Ok(Some((Some(extension), attr))),
             (Some(_), Some(_)) => Err(ScimError::invalid_path(format!(
                 "\"{name}\" is defined by several extensions: qualify it with its schema URN"
             ))),
-            _ => Ok((None, None)),
+            _ => Ok(None),
         }
     }
 
@@ -431,11 +401,7 @@ impl<'s> Patcher<'s> {
         attr: &Attribute,
         filter: &Filter,
     ) -> Result<Filter, ScimError> {
-        let attr = AttrPath {
-            urn: extension.map(|e| e.id.clone()),
-            name: attr.name.clone(),
-            sub: None,
-        };
+        let attr = AttrPath { urn: extension.map(|e| e.id.clone()), name: attr.name.clone(), sub: None };
         let whole = Filter::ValuePath { attr, filter: Box::new(filter.clone()) };
         whole.validate(self.schema).map_err(|e| match e.scim_type {
             Some(ScimType::InvalidFilter) => ScimError::invalid_path(e.detail),
@@ -450,11 +416,16 @@ impl<'s> Patcher<'s> {
         }
     }
 
-    /// Lists a touched extension's URN in `schemas` exactly when the resource holds data for it,
-    /// and drops its object once it is empty.
+    /// Lists a touched extension's URN in `schemas` once it holds data, and drops the object and
+    /// the URN once it is emptied. An extension the resource never had is left alone, so that a
+    /// no-op remove changes nothing.
     fn reconcile_schemas(&self, root: &mut Object) {
         for extension in &self.touched {
-            let has_data = matches!(get_ci(root, &extension.id), Some(Value::Object(data)) if !data.is_empty());
+            let has_data = match get_ci(root, &extension.id) {
+                None => continue,
+                Some(Value::Object(data)) => !data.is_empty(),
+                Some(_) => false,
+            };
             if !has_data {
                 remove_ci(root, &extension.id);
             }
@@ -485,11 +456,7 @@ fn list_schema(root: &mut Object, core: &str, urn: &str, listed: bool) {
 
 /// The object holding an attribute: the resource itself for core and common attributes, or the
 /// extension's object, created on demand when `create` is set.
-fn container<'r>(
-    root: &'r mut Object,
-    extension: Option<&Schema>,
-    create: bool,
-) -> Option<&'r mut Object> {
+fn container<'r>(root: &'r mut Object, extension: Option<&Schema>, create: bool) -> Option<&'r mut Object> {
     let Some(extension) = extension else {
         return Some(root);
     };
@@ -533,9 +500,7 @@ impl AttrTarget<'_> {
 
     /// readOnly attributes cannot be targeted at all (RFC 7644 §3.5.2).
     fn check_writable(&self) -> Result<(), ScimError> {
-        let read_only = std::iter::once(self.attr)
-            .chain(self.sub)
-            .any(|a| a.mutability == Mutability::ReadOnly);
+        let read_only = std::iter::once(self.attr).chain(self.sub).any(|a| a.mutability == Mutability::ReadOnly);
         if read_only {
             return Err(ScimError::mutability(format!("{} is readOnly", self.label())));
         }
@@ -544,8 +509,7 @@ impl AttrTarget<'_> {
 
     fn apply(&self, c: &mut Object, kind: OpKind, value: Option<&Value>) -> Result<(), ScimError> {
         // An immutable attribute may be set while unassigned, never changed (RFC 7644 §3.5.2).
-        let before = (self.attr.mutability == Mutability::Immutable)
-            .then(|| get_ci(c, &self.attr.name).cloned());
+        let before = (self.attr.mutability == Mutability::Immutable).then(|| get_ci(c, &self.attr.name).cloned());
         if self.attr.multi_valued && (self.filter.is_some() || self.sub.is_some()) {
             with_list(c, self.attr, |list| self.apply_to_elements(list, kind, value))?;
         } else if let Some(sub) = self.sub {
@@ -554,23 +518,17 @@ impl AttrTarget<'_> {
             self.apply_to_attribute(c, kind, value)?;
         }
         match before {
-            Some(Some(before)) if !is_unassigned(&before) && get_ci(c, &self.attr.name) != Some(&before) => {
-                Err(ScimError::mutability(format!(
-                    "{} is immutable: it can be set once but not changed",
-                    self.attr.name
-                )))
-            }
+            Some(Some(before)) if !is_unassigned(&before) && get_ci(c, &self.attr.name) != Some(&before) => Err(
+                ScimError::mutability(format!("{} is immutable: it can be set once but not changed", self.attr.name)),
+            ),
             _ => Ok(()),
         }
     }
 
-    /// A whole attribute: `userName`, `name`, `emails`, `manager`.
-    fn apply_to_attribute(
-        &self,
-        c: &mut Object,
-        kind: OpKind,
-        value: Option<&Value>,
-    ) -> Result<(), ScimError> {
+    /// A whole attribute: `userName`, `name`, `emails`, `manager`. A remove's value is
+    /// meaningful only for multi-valued attributes (Entra's member removal); RFC 7644 §3.5.2.2
+    /// defines none, so for single-valued ones it is ignored.
+    fn apply_to_attribute(&self, c: &mut Object, kind: OpKind, value: Option<&Value>) -> Result<(), ScimError> {
         let attr = self.attr;
         let value = value.unwrap_or(&Value::Null);
         if kind == OpKind::Remove {
@@ -634,9 +592,7 @@ impl AttrTarget<'_> {
             (OpKind::Remove, _) | (_, None | Some(Emptiness::Blank)) => None,
             (OpKind::Replace, Some(Emptiness::Hollow)) => None,
             (OpKind::Add, Some(Emptiness::Hollow)) => return Ok(()),
-            (_, Some(Emptiness::Filled)) => {
-                Some(coerce_value(sub, value.unwrap_or(&Value::Null), &label)?)
-            }
+            (_, Some(Emptiness::Filled)) => Some(coerce_value(sub, value.unwrap_or(&Value::Null), &label)?),
         };
         if value.is_none() && get_ci(c, &self.attr.name).is_none() {
             return Ok(());
@@ -646,12 +602,7 @@ impl AttrTarget<'_> {
 
     /// Elements of a multi-valued attribute selected by a filter and/or naming a sub-attribute:
     /// `emails[type eq "work"]`, `emails[type eq "work"].value`, `emails.value`.
-    fn apply_to_elements(
-        &self,
-        list: &mut Vec<Value>,
-        kind: OpKind,
-        value: Option<&Value>,
-    ) -> Result<(), ScimError> {
+    fn apply_to_elements(&self, list: &mut Vec<Value>, kind: OpKind, value: Option<&Value>) -> Result<(), ScimError> {
         let hits = self.select(list);
         let value = value.unwrap_or(&Value::Null);
         match (kind, emptiness(value)) {
@@ -668,9 +619,8 @@ impl AttrTarget<'_> {
         let Some(filter) = &self.filter else {
             return (0..list.len()).collect();
         };
-        (0..list.len())
-            .filter(|&i| filter.matches(&self.probe(&list[i]), self.schema))
-            .collect()
+        let selected = |(i, element)| filter.matches(&self.probe(element), self.schema).then_some(i);
+        list.iter().enumerate().filter_map(selected).collect()
     }
 
     /// A resource holding only `element`, for evaluating the filter against it.
@@ -710,10 +660,17 @@ impl AttrTarget<'_> {
             None => {
                 let fields = coerce_complex(self.attr, value, &label)?;
                 if hits.is_empty() {
-                    hits.push(self.create(list, fresh(fields))?);
+                    let fields = fresh(fields);
+                    if fields.is_empty() {
+                        // Nothing but unknown or readOnly sub-attributes: no element to create.
+                        return Ok(());
+                    }
+                    hits.push(self.create(list, fields)?);
                 } else {
                     for &i in &hits {
-                        let Some(Value::Object(element)) = list.get_mut(i) else { continue };
+                        let Some(Value::Object(element)) = list.get_mut(i) else {
+                            continue;
+                        };
                         if kind == OpKind::Replace {
                             // The replacement keeps the filter's `eq` terms unless it sets them,
                             // just as an element created from the filter would have them.
@@ -753,10 +710,7 @@ impl AttrTarget<'_> {
         };
         let mut seed = Object::new();
         for (path, value) in eq_terms(filter)? {
-            let sub = self
-                .attr
-                .sub(&path.name)
-                .filter(|s| s.mutability != Mutability::ReadOnly)?;
+            let sub = self.attr.sub(&path.name).filter(|s| s.mutability != Mutability::ReadOnly)?;
             if value.is_null() {
                 continue;
             }
@@ -784,12 +738,12 @@ impl AttrTarget<'_> {
         let named = self.filter.as_ref().map(filter_names).unwrap_or_default();
         let mut emptied = Vec::new();
         for &i in hits {
-            let Some(Value::Object(element)) = list.get_mut(i) else { continue };
+            let Some(Value::Object(element)) = list.get_mut(i) else {
+                continue;
+            };
             write_field(element, sub, None, &label)?;
             let hollow = sub.name.eq_ignore_ascii_case("value")
-                || element
-                    .keys()
-                    .all(|k| named.iter().any(|n| n.eq_ignore_ascii_case(k)));
+                || element.keys().all(|k| named.iter().any(|n| n.eq_ignore_ascii_case(k)));
             if hollow {
                 emptied.push(i);
             }
@@ -843,11 +797,14 @@ fn same_element(attr: &Attribute, existing: &Value, given: &Value) -> bool {
 
 fn same_scalar(attr: Option<&Attribute>, a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::String(a), Value::String(b)) if !attr.is_some_and(|attr| attr.case_exact) => {
-            a == b || a.to_lowercase() == b.to_lowercase()
-        }
+        (Value::String(a), Value::String(b)) if !attr.is_some_and(|attr| attr.case_exact) => eq_ignore_case(a, b),
         _ => a == b,
     }
+}
+
+/// Case-insensitive equality, without allocating for the usual ASCII values.
+fn eq_ignore_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() { a.eq_ignore_ascii_case(b) } else { a.to_lowercase() == b.to_lowercase() }
 }
 
 /// RFC 7644 §3.5.2: setting a value's `primary` to true sets it to false on the others. Of the
@@ -961,10 +918,7 @@ fn unassign(c: &mut Object, attr: &Attribute) -> Result<(), ScimError> {
 
 fn ensure_not_required(c: &Object, attr: &Attribute) -> Result<(), ScimError> {
     if attr.required && get_ci(c, &attr.name).is_some_and(|v| !is_unassigned(v)) {
-        return Err(ScimError::invalid_value(format!(
-            "{} is required and cannot be removed",
-            attr.name
-        )));
+        return Err(ScimError::invalid_value(format!("{} is required and cannot be removed", attr.name)));
     }
     Ok(())
 }
@@ -978,17 +932,10 @@ fn write_fields(object: &mut Object, fields: Fields<'_>, parent: &str) -> Result
 }
 
 /// Sets (`Some`) or removes (`None`) one sub-attribute, enforcing its immutability.
-fn write_field(
-    object: &mut Object,
-    sub: &Attribute,
-    value: Option<Value>,
-    label: &str,
-) -> Result<(), ScimError> {
+fn write_field(object: &mut Object, sub: &Attribute, value: Option<Value>, label: &str) -> Result<(), ScimError> {
     let current = get_ci(object, &sub.name).filter(|v| !is_unassigned(v));
     if sub.mutability == Mutability::Immutable && current.is_some() && current != value.as_ref() {
-        return Err(ScimError::mutability(format!(
-            "{label} is immutable: it can be set once but not changed"
-        )));
+        return Err(ScimError::mutability(format!("{label} is immutable: it can be set once but not changed")));
     }
     match value {
         Some(value) => set_ci(object, &sub.name, value),
@@ -1029,10 +976,7 @@ type Fields<'a> = Vec<(&'a Attribute, Option<Value>)>;
 
 /// The fields that are set, keyed by the schema's spelling.
 fn fresh(fields: Fields<'_>) -> Object {
-    fields
-        .into_iter()
-        .filter_map(|(sub, value)| Some((sub.name.clone(), value?)))
-        .collect()
+    fields.into_iter().filter_map(|(sub, value)| Some((sub.name.clone(), value?))).collect()
 }
 
 /// Whether a complex attribute points at another resource (`manager`, `members`): it has `$ref`.
@@ -1069,7 +1013,9 @@ fn coerce_list(attr: &Attribute, value: &Value, label: &str) -> Result<Vec<Value
 /// as `"True"`/`"False"`, and the shapes [`coerce_complex`] accepts. Strings are kept as sent.
 fn coerce_single(attr: &Attribute, value: &Value, label: &str) -> Result<Value, ScimError> {
     let accepted = match (attr.ty, value) {
-        (AttrType::Complex, _) => return Ok(Value::Object(fresh(coerce_complex(attr, value, label)?))),
+        (AttrType::Complex, _) => {
+            return Ok(Value::Object(fresh(coerce_complex(attr, value, label)?)));
+        }
         (AttrType::Boolean, Value::Bool(_)) => true,
         (AttrType::Boolean, Value::String(s)) => {
             return parse_bool(s).map(Value::Bool).ok_or_else(|| type_error(attr, label));
@@ -1085,40 +1031,27 @@ fn coerce_single(attr: &Attribute, value: &Value, label: &str) -> Result<Value, 
 /// Checks a complex value: an object, or for attributes with a `value` sub-attribute a bare
 /// value (`"manager": "id"`), or a one-element array (Entra's `[{"$ref":…,"value":…}]` manager). Unknown and readOnly sub-attributes are dropped, as RFC
 /// 7643 §7 says clients' readOnly values are ignored; keys take the schema's spelling.
-fn coerce_complex<'a>(
-    attr: &'a Attribute,
-    value: &Value,
-    label: &str,
-) -> Result<Fields<'a>, ScimError> {
-    let wrapped;
+fn coerce_complex<'a>(attr: &'a Attribute, value: &Value, label: &str) -> Result<Fields<'a>, ScimError> {
     let object = match value {
-        Value::Object(object) => object,
+        Value::Object(object) => Cow::Borrowed(object),
         Value::Array(items) => match items.as_slice() {
             [] => return Ok(Vec::new()),
-            [Value::Object(object)] => object,
             [one] if !one.is_array() => return coerce_complex(attr, one, label),
             _ => {
-                return Err(ScimError::invalid_value(format!(
-                    "{label} must be one value, not a list"
-                )));
+                return Err(ScimError::invalid_value(format!("{label} must be one value, not a list")));
             }
         },
         Value::String(_) | Value::Number(_) | Value::Bool(_) if attr.sub("value").is_some() => {
-            wrapped = Object::from_iter([("value".to_owned(), value.clone())]);
-            &wrapped
+            Cow::Owned(Object::from_iter([("value".to_owned(), value.clone())]))
         }
         _ => return Err(type_error(attr, label)),
     };
-    let decoded;
-    let object = match decode_json_role(attr, object) {
-        Some(role) => {
-            decoded = role;
-            &decoded
-        }
+    let object = match decode_json_role(attr, &object) {
+        Some(role) => Cow::Owned(role),
         None => object,
     };
     let mut fields = Vec::with_capacity(object.len());
-    for (key, value) in object {
+    for (key, value) in object.iter() {
         let Some(sub) = attr.sub(key).filter(|s| s.mutability != Mutability::ReadOnly) else {
             continue;
         };
@@ -1190,19 +1123,14 @@ fn parse_bool(s: &str) -> Option<bool> {
 // ---------------------------------------------------------------------------------------------
 
 fn get_ci<'m>(object: &'m Object, name: &str) -> Option<&'m Value> {
-    object
-        .get(name)
-        .or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 /// The slot for `name`: the existing key in whatever case it is stored, or a new `null` under
 /// `canonical` spelling.
 fn entry_ci<'m>(object: &'m mut Object, canonical: &str) -> &'m mut Value {
-    let key = object
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(canonical))
-        .cloned()
-        .unwrap_or_else(|| canonical.to_owned());
+    let key =
+        object.keys().find(|k| k.eq_ignore_ascii_case(canonical)).cloned().unwrap_or_else(|| canonical.to_owned());
     object.entry(key).or_insert(Value::Null)
 }
 
@@ -1262,9 +1190,11 @@ enum MemberChange {
 /// What an operation does to `members`; `None` if it cannot be known without the member list.
 fn member_change(op: &PatchOperation) -> Option<MemberChange> {
     let Some(path) = &op.path else {
-        let names_members = op.value.as_ref().and_then(Value::as_object).is_some_and(|value| {
-            value.keys().any(|key| parse_patch_path(key).is_ok_and(|p| is_members(&p.attr)))
-        });
+        let names_members = op
+            .value
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|value| value.keys().any(|key| parse_patch_path(key).is_ok_and(|p| is_members(&p.attr))));
         return (!names_members).then_some(MemberChange::None);
     };
     if !is_members(&path.attr) {
@@ -1276,19 +1206,13 @@ fn member_change(op: &PatchOperation) -> Option<MemberChange> {
     match (op.op, &path.filter, &op.value) {
         (OpKind::Add, None, Some(value)) => member_ids(value).map(MemberChange::Add),
         (OpKind::Remove, Some(filter), _) => value_eq_ids(filter).map(MemberChange::Remove),
-        (OpKind::Remove, None, Some(value)) if !value.is_null() => {
-            member_ids(value).map(MemberChange::Remove)
-        }
+        (OpKind::Remove, None, Some(value)) if !value.is_null() => member_ids(value).map(MemberChange::Remove),
         _ => None,
     }
 }
 
 fn is_members(attr: &AttrPath) -> bool {
-    attr.name.eq_ignore_ascii_case("members")
-        && attr
-            .urn
-            .as_deref()
-            .is_none_or(|urn| urn.eq_ignore_ascii_case(super::schema::GROUP))
+    attr.name.eq_ignore_ascii_case("members") && attr.urn.as_deref().is_none_or(|urn| urn.eq_ignore_ascii_case(GROUP))
 }
 
 /// The ids in a members value: `[{"value":"id",…}]`, one such object, or bare ids.
@@ -1304,6 +1228,8 @@ fn member_ids(value: &Value) -> Option<Vec<String>> {
             Value::Object(member) => get_ci(member, "value")?.as_str().map(str::to_owned),
             _ => None,
         })
+        // An empty id would be dropped by `apply` rather than added: leave it to the slow path.
+        .map(|id| id.filter(|id| !id.is_empty()))
         .collect()
 }
 

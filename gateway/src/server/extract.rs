@@ -58,7 +58,10 @@ pub fn json_body(headers: &axum::http::HeaderMap, body: &Bytes) -> Result<Value,
     if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         if mime != "application/scim+json" && mime != "application/json" {
-            return Err(ScimError::status(415, format!("unsupported content type `{mime}`; use application/scim+json")));
+            return Err(ScimError::status(
+                415,
+                format!("unsupported content type `{mime}`; use application/scim+json"),
+            ));
         }
     }
     if body.is_empty() {

@@ -136,5 +136,3 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
-
-

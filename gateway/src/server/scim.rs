@@ -80,7 +80,11 @@ pub async fn schemas(State(state): State<AppState>, auth: Authorized) -> ScimRes
 }
 
 /// `GET /Schemas/{urn}`.
-pub async fn schema(State(state): State<AppState>, auth: Authorized, Path((_, id)): Path<(String, String)>) -> ScimResult {
+pub async fn schema(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Path((_, id)): Path<(String, String)>,
+) -> ScimResult {
     let base = state.provisioner.base_url(&auth.tenant.id);
     Ok(Scim::ok(discovery::schema_by_id(&schemas_of(&auth.tenant), &id, &base)?))
 }
@@ -208,4 +212,3 @@ pub async fn root_search(_auth: Authorized) -> ScimResult {
 pub async fn not_found(_auth: Authorized) -> ScimResult {
     Err(ScimError::not_found("no such SCIM endpoint").into())
 }
-

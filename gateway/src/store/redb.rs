@@ -50,7 +50,8 @@ impl RedbStore {
 
     /// A store that lives in memory only (the demo, whose app is in memory too).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(unavailable)?;
+        let db =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(unavailable)?;
         Self::init(db)
     }
 
@@ -74,7 +75,11 @@ impl RedbStore {
         })
     }
 
-    fn lookup(&self, index: TableDefinition<'static, &'static str, &'static str>, k: String) -> StoreFuture<'_, Option<Record>> {
+    fn lookup(
+        &self,
+        index: TableDefinition<'static, &'static str, &'static str>,
+        k: String,
+    ) -> StoreFuture<'_, Option<Record>> {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(unavailable)?;
             let idx = tx.open_table(index).map_err(unavailable)?;
@@ -163,7 +168,9 @@ impl Store for RedbStore {
                 for app_id in &app_ids {
                     let rk = by_app.get(key(&tenant, kind, app_id).as_str()).map_err(unavailable)?;
                     let rec = match rk {
-                        Some(rk) => records.get(rk.value()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?,
+                        Some(rk) => {
+                            records.get(rk.value()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?
+                        }
                         None => None,
                     };
                     out.push(rec);
@@ -182,7 +189,10 @@ impl Store for RedbStore {
                 // Re-check inside the write transaction: another request may have adopted it.
                 let existing = {
                     let by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
-                    let rk = by_app.get(key(&tenant, kind, app_id).as_str()).map_err(unavailable)?.map(|g| g.value().to_owned());
+                    let rk = by_app
+                        .get(key(&tenant, kind, app_id).as_str())
+                        .map_err(unavailable)?
+                        .map(|g| g.value().to_owned());
                     match rk {
                         Some(rk) => {
                             let records = tx.open_table(RECORDS).map_err(unavailable)?;
@@ -225,7 +235,10 @@ impl Store for RedbStore {
                     .map_err(unavailable)?
                     .map(|g| decode(g.value()))
                     .transpose()?;
-                let holder_key = by_app.get(key(&tenant, kind, &record.app_id).as_str()).map_err(unavailable)?.map(|g| g.value().to_owned());
+                let holder_key = by_app
+                    .get(key(&tenant, kind, &record.app_id).as_str())
+                    .map_err(unavailable)?
+                    .map(|g| g.value().to_owned());
                 let holder = match holder_key {
                     Some(k) if k != key(&tenant, kind, &record.id) => {
                         records.get(k.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()?
@@ -250,7 +263,8 @@ impl Store for RedbStore {
             let tx = db.begin_write().map_err(unavailable)?;
             {
                 let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
-                let prev = records.remove(key(&tenant, kind, &id).as_str()).map_err(unavailable)?.map(|g| decode(g.value()));
+                let prev =
+                    records.remove(key(&tenant, kind, &id).as_str()).map_err(unavailable)?.map(|g| decode(g.value()));
                 if let Some(prev) = prev.transpose()? {
                     let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
                     by_app.remove(key(&tenant, kind, &prev.app_id).as_str()).map_err(unavailable)?;

@@ -1,0 +1,309 @@
+//! Test harness: runs the real `scimbridge` binary (and the demo app) as child processes on
+//! loopback ports chosen by the OS, and talks to both over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::Value;
+
+/// The development token of the demo tenant.
+pub const TOKEN: &str = "demo-token";
+pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_scimbridge")
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `cmd` and waits for one stdout line per `prefix`, returning the rest of each line.
+    fn start(mut cmd: Command, prefixes: &[&str]) -> (Self, Vec<String>) {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn scimbridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut found = vec![String::new(); prefixes.len()];
+        let mut missing = prefixes.len();
+        while missing > 0 {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("process did not announce its address");
+            for (i, p) in prefixes.iter().enumerate() {
+                if let Some(rest) = line.strip_prefix(p)
+                    && found[i].is_empty()
+                {
+                    found[i] = rest.trim().to_owned();
+                    missing -= 1;
+                }
+            }
+        }
+        (Self { child }, found)
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The demo app alone.
+pub struct DemoApp {
+    pub proc: Proc,
+    pub url: String,
+    pub api_key: String,
+    http: reqwest::Client,
+}
+
+impl DemoApp {
+    pub fn start() -> Self {
+        let api_key = format!("key-{}", uuid());
+        let mut cmd = Command::new(binary());
+        cmd.args(["demo-app", "--listen", "127.0.0.1:0"]).env("DEMO_APP_API_KEY", &api_key);
+        let (proc, found) = Proc::start(cmd, &["demo-app listening on "]);
+        Self { proc, url: found[0].clone(), api_key, http: reqwest::Client::new() }
+    }
+
+    /// GET on the app's own API; returns status and body.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r =
+            self.http.get(format!("{}{path}", self.url)).header("X-Api-Key", &self.api_key).send().await.expect("app");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST on the app's own API.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("X-Api-Key", &self.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("app");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A running gateway and the demo app behind it.
+pub struct Gateway {
+    pub proc: Proc,
+    /// `http://127.0.0.1:port`
+    pub url: String,
+    pub app: Option<DemoApp>,
+    /// The app URL and key when the app runs inside the gateway process (`demo`).
+    pub app_url: String,
+    pub app_key: String,
+    http: reqwest::Client,
+}
+
+/// A SCIM answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("id in body").to_owned()
+    }
+}
+
+pub fn uuid() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let a = RandomState::new().build_hasher().finish() as u128;
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(a);
+    (a << 64) | h.finish() as u128
+}
+
+impl Gateway {
+    /// `scimbridge demo` with the repository's config: demo app and gateway in one process.
+    pub fn demo() -> Self {
+        let api_key = format!("key-{}", uuid());
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(repo_root())
+            .args(["demo", "--listen", "127.0.0.1:0", "--app-listen", "127.0.0.1:0"])
+            .env("DEMO_APP_API_KEY", &api_key);
+        let (proc, found) = Proc::start(cmd, &["scimbridge listening on ", "demo-app listening on "]);
+        Self {
+            proc,
+            url: found[0].clone(),
+            app: None,
+            app_url: found[1].clone(),
+            app_key: api_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `scimbridge serve` on `config` with the store under `data`, fronting `app`.
+    pub fn serve(config: &Path, data: &Path, app: DemoApp) -> Self {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .env("DEMO_APP_URL", &app.url)
+            .env("DEMO_APP_API_KEY", &app.api_key);
+        let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
+        let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
+        Self { proc, url: found[0].clone(), app: Some(app), app_url, app_key, http: reqwest::Client::new() }
+    }
+
+    /// The demo tenant's SCIM base URL.
+    pub fn base(&self) -> String {
+        format!("{}/demo/scim/v2", self.url)
+    }
+
+    /// A SCIM request to the demo tenant with the development token.
+    pub async fn scim(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        self.scim_as(TOKEN, method, path, body, &[]).await
+    }
+
+    /// A SCIM request with a chosen token and extra headers.
+    pub async fn scim_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base()) };
+        let mut req = self.http.request(method, url).bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/scim+json").body(b.to_string());
+        }
+        let r = req.send().await.expect("gateway reachable");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Resp { status, headers, body }
+    }
+
+    /// GET on the demo app's own API.
+    pub async fn app_get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.app_url))
+            .header("X-Api-Key", &self.app_key)
+            .send()
+            .await
+            .expect("app");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The demo app's account behind a SCIM user, found by login.
+    pub async fn app_account(&self, login: &str) -> Value {
+        let (s, v) = self.app_get(&format!("/api/v1/accounts?login={}", urlencode(login))).await;
+        assert_eq!(s, 200, "{v}");
+        let list = v["accounts"].as_array().expect("accounts");
+        assert_eq!(list.len(), 1, "exactly one account `{login}` in the app: {v}");
+        list[0].clone()
+    }
+
+    /// The demo app's team found by name.
+    pub async fn app_team(&self, name: &str) -> Value {
+        let (s, v) = self.app_get(&format!("/api/v1/teams?name={}", urlencode(name))).await;
+        assert_eq!(s, 200, "{v}");
+        let list = v["teams"].as_array().expect("teams");
+        assert_eq!(list.len(), 1, "exactly one team `{name}` in the app: {v}");
+        list[0].clone()
+    }
+
+    /// App ids of a team's members, by team name.
+    pub async fn app_members(&self, name: &str) -> Vec<u64> {
+        let team = self.app_team(name).await;
+        let (_, v) = self.app_get(&format!("/api/v1/teams/{}/members?limit=1000", team["id"])).await;
+        v["members"].as_array().expect("members").iter().map(|m| m["account_id"].as_u64().expect("id")).collect()
+    }
+
+    /// Creates a user the way Entra does; returns the response.
+    pub async fn entra_create_user(&self, user_name: &str) -> Resp {
+        let body = serde_json::json!({
+            "schemas": [USER, ENTERPRISE],
+            "externalId": format!("ext-{user_name}"),
+            "userName": user_name,
+            "active": true,
+            "emails": [{"primary": true, "type": "work", "value": user_name}],
+            "meta": {"resourceType": "User"},
+            "name": {"formatted": "Given Family", "familyName": "Family", "givenName": "Given"},
+            "roles": []
+        });
+        self.scim(Method::POST, "/Users", Some(body)).await
+    }
+
+    /// Creates a group the way Entra does.
+    pub async fn entra_create_group(&self, name: &str) -> Resp {
+        let body = serde_json::json!({
+            "schemas": [GROUP, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+            "externalId": format!("ext-{name}"),
+            "displayName": name,
+            "meta": {"resourceType": "Group"}
+        });
+        self.scim(Method::POST, "/Groups", Some(body)).await
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A PatchOp body.
+pub fn patch(ops: Value) -> Value {
+    serde_json::json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("scimbridge-test-{name}-{}", uuid()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
