@@ -307,3 +307,187 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the behaviour suites (entra_users, entra_groups, okta, protocol).
+// ---------------------------------------------------------------------------------------------
+
+/// URN of RFC 7644 §3.12 error bodies.
+pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+/// URN of RFC 7644 §3.4.2 list responses.
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// URN of RFC 7644 §3.4.3 search requests.
+pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+/// URN of RFC 7644 §3.7 bulk requests.
+pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+/// URN of RFC 7644 §3.7 bulk responses.
+pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+/// The extra group schema Entra declares on `POST /Groups`.
+pub const MS_GROUP: &str = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
+
+impl Resp {
+    /// Asserts the HTTP status; the failure message shows `what` and the whole body.
+    #[track_caller]
+    pub fn expect(&self, status: u16, what: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{what}: unexpected status; body: {:#}", self.body);
+        self
+    }
+
+    /// Asserts a status among `statuses` (e.g. PATCH may answer 200 or 204).
+    #[track_caller]
+    pub fn expect_one_of(&self, statuses: &[u16], what: &str) -> &Self {
+        assert!(
+            statuses.contains(&self.status.as_u16()),
+            "{what}: status {} is not one of {statuses:?}; body: {:#}",
+            self.status,
+            self.body
+        );
+        self
+    }
+
+    /// Asserts an RFC 7644 §3.12 error: the status, the Error schema, `status` as a string in the
+    /// body, and the `scimType` when one is given.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, scim_type: Option<&str>, what: &str) -> &Self {
+        self.expect(status, what);
+        assert_eq!(self.body["schemas"], serde_json::json!([ERROR]), "{what}: Error schema; body: {:#}", self.body);
+        assert_eq!(self.body["status"], status.to_string(), "{what}: `status` in the body; body: {:#}", self.body);
+        if let Some(t) = scim_type {
+            assert_eq!(self.body["scimType"], t, "{what}: scimType; body: {:#}", self.body);
+        }
+        self
+    }
+
+    /// The `Resources` of a ListResponse (empty when the member is absent, as RFC 7644 allows
+    /// for an empty result).
+    pub fn resources(&self) -> Vec<Value> {
+        self.body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The `id`s of a ListResponse's resources, in order.
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.resources().iter().map(|r| r["id"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    /// `totalResults` of a ListResponse.
+    pub fn total(&self) -> u64 {
+        self.body["totalResults"].as_u64().unwrap_or_else(|| panic!("totalResults in {:#}", self.body))
+    }
+
+    /// The `ETag` header, if any.
+    pub fn etag(&self) -> Option<String> {
+        self.headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+}
+
+/// Whether a value read back from SCIM counts as "empty": absent, `null` or `""`.
+pub fn is_empty(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some("")
+}
+
+impl Gateway {
+    /// `GET` on the demo tenant.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.scim(Method::GET, path, None).await
+    }
+
+    /// `PATCH /Users/{id}` with these operations.
+    pub async fn patch_user(&self, id: &str, ops: Value) -> Resp {
+        self.scim(Method::PATCH, &format!("/Users/{id}"), Some(patch(ops))).await
+    }
+
+    /// `PATCH /Groups/{id}` with these operations.
+    pub async fn patch_group(&self, id: &str, ops: Value) -> Resp {
+        self.scim(Method::PATCH, &format!("/Groups/{id}"), Some(patch(ops))).await
+    }
+
+    /// `GET /{endpoint}?filter=…` with the filter URL-encoded, plus extra raw query text (`&…`).
+    pub async fn filter(&self, endpoint: &str, filter: &str, extra: &str) -> Resp {
+        self.get(&format!("/{endpoint}?filter={}{extra}", urlencode(filter))).await
+    }
+
+    /// Creates a user the way Entra does and returns its SCIM id, asserting 201.
+    pub async fn entra_user_id(&self, user_name: &str) -> String {
+        let r = self.entra_create_user(user_name).await;
+        r.expect(201, &format!("create user {user_name}"));
+        r.id()
+    }
+
+    /// Creates a group the way Entra does and returns its SCIM id, asserting 201.
+    pub async fn entra_group_id(&self, name: &str) -> String {
+        let r = self.entra_create_group(name).await;
+        r.expect(201, &format!("create group {name}"));
+        r.id()
+    }
+
+    /// Creates a user the way Okta does (`password`, `groups: []`, `locale`); returns the response.
+    pub async fn okta_create_user(&self, user_name: &str, given: &str, family: &str) -> Resp {
+        let body = serde_json::json!({
+            "schemas": [USER],
+            "userName": user_name,
+            "name": {"givenName": given, "familyName": family},
+            "emails": [{"primary": true, "value": user_name, "type": "work"}],
+            "displayName": format!("{given} {family}"),
+            "locale": "en-US",
+            "externalId": format!("okta-{user_name}"),
+            "groups": [],
+            "password": "1mz050nq",
+            "active": true
+        });
+        self.scim_as(TOKEN, Method::POST, "/Users", Some(body), &[("User-Agent", "Okta SCIM Client 1.0.0")]).await
+    }
+
+    /// Creates a group the way Okta does (`members: []`).
+    pub async fn okta_create_group(&self, name: &str) -> Resp {
+        let body = serde_json::json!({"schemas": [GROUP], "displayName": name, "members": []});
+        self.scim_as(TOKEN, Method::POST, "/Groups", Some(body), &[("User-Agent", "Okta SCIM Client 1.0.0")]).await
+    }
+
+    /// The demo app's accounts with this login (zero or one).
+    pub async fn app_accounts(&self, login: &str) -> Vec<Value> {
+        let (s, v) = self.app_get(&format!("/api/v1/accounts?login={}", urlencode(login))).await;
+        assert_eq!(s, 200, "{v}");
+        v["accounts"].as_array().expect("accounts").clone()
+    }
+
+    /// The demo app's teams with this name (zero or one).
+    pub async fn app_teams(&self, name: &str) -> Vec<Value> {
+        let (s, v) = self.app_get(&format!("/api/v1/teams?name={}", urlencode(name))).await;
+        assert_eq!(s, 200, "{v}");
+        v["teams"].as_array().expect("teams").clone()
+    }
+
+    /// The app id of the account with this login.
+    pub async fn app_account_id(&self, login: &str) -> u64 {
+        self.app_account(login).await["id"].as_u64().expect("numeric account id")
+    }
+
+    /// How many accounts the demo app holds.
+    pub async fn app_account_count(&self) -> u64 {
+        let (s, v) = self.app_get("/api/v1/accounts?limit=1").await;
+        assert_eq!(s, 200, "{v}");
+        v["paging"]["total"].as_u64().expect("paging.total")
+    }
+
+    /// How many teams the demo app holds.
+    pub async fn app_team_count(&self) -> u64 {
+        let (s, v) = self.app_get("/api/v1/teams?limit=1").await;
+        assert_eq!(s, 200, "{v}");
+        v["paging"]["total"].as_u64().expect("paging.total")
+    }
+
+    /// App ids of a team's members, sorted, by team name.
+    pub async fn app_member_set(&self, name: &str) -> Vec<u64> {
+        let mut m = self.app_members(name).await;
+        m.sort_unstable();
+        m
+    }
+}
+
+/// An account without its `updated_at`, to compare "nothing else changed".
+pub fn without_updated_at(mut account: Value) -> Value {
+    if let Some(o) = account.as_object_mut() {
+        o.remove("updated_at");
+    }
+    account
+}

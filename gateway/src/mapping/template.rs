@@ -268,8 +268,9 @@ mod tests {
     }
 
     #[test]
-    fn fuel_bounds_evaluation() {
-        let e = Expr::compile("range(100000) | list | length").unwrap();
+    fn evaluation_is_bounded() {
+        // Expressions have no loops; the engine caps the builtins that could build large values.
+        let e = Expr::compile("range(1000000) | list | length").unwrap();
         assert!(e.eval(&ctx(json!({}))).is_err());
     }
 }

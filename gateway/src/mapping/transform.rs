@@ -294,6 +294,9 @@ pub fn display_target(t: &ScimTarget) -> String {
     s
 }
 
+/// `(schema URN, attribute, sub-attribute)`.
+type SubAttr = (Option<String>, String, String);
+
 /// The SCIM schema a tenant publishes for this resource: exactly what the mapping can hold, so a
 /// client (and a conformance suite) never writes an attribute that would not read back.
 ///
@@ -308,8 +311,8 @@ pub fn published_schema(
 ) -> ResourceSchema {
     use crate::scim::schema::{Keep, Mutability, Selection, restrict};
     let mut keep: Vec<Keep> = Vec::new();
-    // Canonical values per (urn, attribute, sub-attribute) gathered from every selector.
-    let mut canonical: Vec<((Option<String>, String, String), Vec<String>)> = Vec::new();
+    // Canonical values per (urn, attribute, sub-attribute), gathered from every selector.
+    let mut canonical: std::collections::BTreeMap<SubAttr, Vec<String>> = std::collections::BTreeMap::new();
     for a in attributes.iter().filter(|a| a.direction != Direction::ToApp) {
         let Some(t) = &a.target else { continue };
         let mut k = Keep { urn: t.urn.clone(), name: t.name.clone(), sub: t.sub.clone(), ..Keep::default() };
@@ -329,11 +332,11 @@ pub fn published_schema(
         }
         keep.push(k);
         for (sub, v) in t.select.iter().map(|(k, v)| (k, v)).chain(a.entry.iter()) {
-            let key = (t.urn.clone(), t.name.clone(), sub.clone());
-            let text = v.as_str().map(str::to_owned);
-            match canonical.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, vals)) => vals.extend(text.filter(|t| !vals.contains(t))),
-                None => canonical.push((key, text.into_iter().collect())),
+            let values = canonical.entry((t.urn.clone(), t.name.clone(), sub.clone())).or_default();
+            if let Some(text) = v.as_str()
+                && !values.iter().any(|x| x == text)
+            {
+                values.push(text.to_owned());
             }
         }
     }

@@ -23,6 +23,7 @@ pub struct BulkLimits {
     pub max_payload_size: usize,
 }
 
+#[derive(Debug)]
 struct Operation {
     method: String,
     bulk_id: Option<String>,

@@ -203,9 +203,35 @@ pub async fn me(_auth: Authorized) -> ScimResult {
     Err(ScimError::status(501, "/Me is not supported").into())
 }
 
-/// `GET`/`POST` on the tenant root's `/.search` across resource types is not provided.
-pub async fn root_search(_auth: Authorized) -> ScimResult {
-    Err(ScimError::status(501, "search across resource types is not supported; search /Users or /Groups").into())
+/// `POST /.search` at the tenant root: one search across every resource type (RFC 7644 §3.4.3).
+/// A type whose schema the filter does not fit contributes nothing rather than failing the search.
+pub async fn root_search(
+    State(state): State<AppState>,
+    auth: Authorized,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult {
+    let max = auth.tenant.options.max_results;
+    let query = ListQuery::from_search(&json_body(&headers, &body)?, max)?;
+    let per_type = ListQuery { start_index: 1, count: Some(max), ..query.clone() };
+    let mut resources = Vec::new();
+    let mut total = 0;
+    for rm in auth.tenant.mapping.resources() {
+        if let Some(f) = &query.filter
+            && f.validate(&rm.schema).is_err()
+        {
+            continue;
+        }
+        let ops = state.provisioner.resource(&auth.tenant, rm.kind)?;
+        let page = ops.list(&per_type).await?;
+        total += page["totalResults"].as_u64().unwrap_or(0) as usize;
+        if let Some(items) = page["Resources"].as_array() {
+            resources.extend(items.iter().cloned());
+        }
+    }
+    let range = query.page(resources.len(), max);
+    let page = resources.get(range).map(<[_]>::to_vec).unwrap_or_default();
+    Ok(Scim::ok(crate::scim::list::list_response(page, total, query.start_index)))
 }
 
 /// Any other path under a tenant.
