@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
-    /// The mapping's name; tenants refer to it (`mapping: demo-app`). Must equal the file stem.
+    /// The mapping's name; tenants refer to it (`mapping: acme-hr`). Must equal the file stem.
     pub app: String,
     #[serde(default)]
     pub description: Option<String>,
