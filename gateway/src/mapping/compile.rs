@@ -56,11 +56,13 @@ impl ResourceKind {
             None
         }
     }
-    /// The full RFC 7643 schema of this type, from which a mapping's schema is cut.
-    pub fn full_schema(self) -> ResourceSchema {
+    /// The full RFC 7643 schema of this type, from which a mapping's schema is cut. Built once.
+    pub fn full_schema(self) -> &'static ResourceSchema {
+        static USER: std::sync::LazyLock<ResourceSchema> = std::sync::LazyLock::new(schema::user_resource);
+        static GROUP: std::sync::LazyLock<ResourceSchema> = std::sync::LazyLock::new(schema::group_resource);
         match self {
-            ResourceKind::User => schema::user_resource(),
-            ResourceKind::Group => schema::group_resource(),
+            ResourceKind::User => &USER,
+            ResourceKind::Group => &GROUP,
         }
     }
 }
@@ -273,7 +275,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     }
     let mut attributes = Vec::new();
     for (i, a) in spec.attributes.iter().enumerate() {
-        match compile_attribute(a, &full, &format!("{loc}.attributes[{i}]")) {
+        match compile_attribute(a, full, &format!("{loc}.attributes[{i}]")) {
             Ok(m) => attributes.push(m),
             Err(e) => errors.push(e),
         }
@@ -290,7 +292,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     let read = call(&ops.read, "read");
     let replace = ops.replace.as_ref().map(|c| call(c, "replace"));
     let delete = call(&ops.delete, "delete");
-    let list = compile_list(&ops.list, &full, &format!("{loc}.operations.list"), &mut errors);
+    let list = compile_list(&ops.list, full, &format!("{loc}.operations.list"), &mut errors);
     let members = match &spec.members {
         Some(m) if kind == ResourceKind::Group => compile_members(m, &format!("{loc}.members"), &mut errors),
         Some(_) => {
@@ -326,7 +328,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     }
     let external_id_in_app =
         attributes.iter().any(|a| a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.name == "externalId"));
-    let schema = super::transform::published_schema(&full, &attributes, members.as_ref(), replace.is_some());
+    let schema = super::transform::published_schema(full, &attributes, members.as_ref(), replace.is_some());
     Ok(ResourceMapping {
         kind,
         id: spec.id.clone(),

@@ -357,7 +357,8 @@ impl<'a> Ops<'a> {
         check_if_match(if_match, &record)?;
         let input = resource::normalize(body, &self.rm.schema)?;
         log_ignored(&input.ignored, &what);
-        self.write(record, input.resource, true, &what).await
+        let (record, app_view) = self.write(record, input.resource, true, &what).await?;
+        self.respond(&record, &app_view).await
     }
 
     /// `PATCH /{Resources}/{id}`: `None` means 204 (groups, whose bodies can be large).
@@ -367,12 +368,12 @@ impl<'a> Ops<'a> {
         let record = self.record(id).await?;
         check_if_match(if_match, &record)?;
         let ops = self.drop_unmapped(ops);
-        if let Some(m) = &self.rm.members
+        let is_group = self.kind == ResourceKind::Group;
+        if self.rm.members.is_some()
             && let Some(delta) = patch::membership_delta(&ops)
             && delta.rest.is_empty()
         {
             // Membership-only change: no need to read a group with thousands of members.
-            let _ = m;
             self.apply_member_delta(&record, &delta.add, &delta.remove).await?;
             self.touch(record).await?;
             return Ok(None);
@@ -382,14 +383,35 @@ impl<'a> Ops<'a> {
         let mut next = current.clone();
         patch::apply(&mut next, &ops, &self.rm.schema)?;
         if next == current {
-            return Ok(if self.kind == ResourceKind::Group { None } else { Some(self.written(&record, current)) });
+            return Ok(if is_group { None } else { Some(self.written(&record, current)) });
         }
-        let written = self.write(record, strip_meta(next), touches_members, &what).await?;
-        Ok(if self.kind == ResourceKind::Group { None } else { Some(written) })
+        let (record, app_view) = self.write(record, strip_meta(next), touches_members, &what).await?;
+        if is_group {
+            return Ok(None);
+        }
+        Ok(Some(self.respond(&record, &app_view).await?))
     }
 
-    /// Writes a whole new SCIM state of an existing resource to the app, then the store.
-    async fn write(&self, record: Record, scim: Value, set_members: bool, what: &str) -> Result<Written, ScimError> {
+    /// The response for a resource after a write.
+    async fn respond(&self, record: &Record, app_view: &Value) -> Result<Written, ScimError> {
+        let refs = self.read_refs(&[app_view]).await?;
+        let members = match &self.rm.members {
+            Some(_) => Some(self.members_of(&app_id_value(record)?).await?),
+            None => None,
+        };
+        let res = self.resource_of(record, app_view, &refs, members);
+        Ok(self.written(record, res))
+    }
+
+    /// Writes a whole new SCIM state of an existing resource to the app, then the store. Returns the
+    /// new record and the app object as the app now holds it.
+    async fn write(
+        &self,
+        record: Record,
+        scim: Value,
+        set_members: bool,
+        what: &str,
+    ) -> Result<(Record, Value), ScimError> {
         let Some(replace) = &self.rm.replace else {
             return Err(ScimError::new(
                 400,
@@ -424,10 +446,7 @@ impl<'a> Ops<'a> {
             Some(v) if v.is_object() && self.app_id_of(v, what).is_ok() => v.clone(),
             _ => self.read_app(&record).await?,
         };
-        let refs = self.read_refs(&[&app_view]).await?;
-        let members = if self.rm.members.is_some() { Some(self.members_of(&id).await?) } else { None };
-        let res = self.resource_of(&record, &app_view, &refs, members);
-        Ok(self.written(&record, res))
+        Ok((record, app_view))
     }
 
     /// Records a change that did not go through `write` (membership-only PATCH).

@@ -1,0 +1,157 @@
+//! Tenants are isolated and the embedded store survives restarts: `scimbridge serve` with a config
+//! directory of two tenants and an on-disk store, against a separately running demo app.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use reqwest::Method;
+
+const TOKEN_B: &str = "tenant-b-token";
+
+/// A config directory with the demo tenant and a second tenant `other` on the same app.
+fn two_tenant_config() -> PathBuf {
+    let dir = temp_dir("config");
+    std::fs::create_dir_all(dir.join("tenants")).unwrap();
+    std::fs::create_dir_all(dir.join("mappings")).unwrap();
+    std::fs::copy(repo_root().join("mappings/demo-app.yaml"), dir.join("mappings/demo-app.yaml")).unwrap();
+    std::fs::copy(repo_root().join("tenants/demo.yaml"), dir.join("tenants/demo.yaml")).unwrap();
+    let hash = sha256_hex(TOKEN_B);
+    std::fs::write(
+        dir.join("tenants/other.yaml"),
+        format!(
+            "id: other\nmapping: demo-app\nbackend:\n  base_url: \"${{DEMO_APP_URL}}\"\n  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\nauth:\n  tokens:\n    - label: b\n      sha256: \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex_of(&scimbridge::auth::hash_token(s))
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn other_base(gw: &Gateway) -> String {
+    format!("{}/other/scim/v2", gw.url)
+}
+
+#[tokio::test]
+async fn a_token_only_opens_its_own_tenant() {
+    let config = two_tenant_config();
+    let data = temp_dir("data");
+    let gw = Gateway::serve(&config, &data, DemoApp::start());
+    let ok = gw.scim_as(TOKEN_B, Method::GET, &format!("{}/Users", other_base(&gw)), None, &[]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    // The demo token on the other tenant, and the other token on the demo tenant.
+    let a_on_b = gw.scim_as(TOKEN, Method::GET, &format!("{}/Users", other_base(&gw)), None, &[]).await;
+    assert_eq!(a_on_b.status, 401, "{:?}", a_on_b.body);
+    assert_eq!(a_on_b.body["status"], "401");
+    let b_on_a = gw.scim_as(TOKEN_B, Method::GET, "/Users", None, &[]).await;
+    assert_eq!(b_on_a.status, 401);
+    // An unknown tenant answers exactly like a wrong token: tenant ids cannot be probed.
+    let unknown = gw.scim_as(TOKEN, Method::GET, &format!("{}/nobody/scim/v2/Users", gw.url), None, &[]).await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.body, b_on_a.body);
+}
+
+#[tokio::test]
+async fn another_tenants_ids_are_not_found() {
+    let config = two_tenant_config();
+    let data = temp_dir("data");
+    let gw = Gateway::serve(&config, &data, DemoApp::start());
+    let created = gw.entra_create_user("iso@example.com").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.id();
+    let b = other_base(&gw);
+    for method in [Method::GET, Method::DELETE] {
+        let r = gw.scim_as(TOKEN_B, method.clone(), &format!("{b}/Users/{id}"), None, &[]).await;
+        assert_eq!(r.status, 404, "{method} of tenant A's id on tenant B: {:?}", r.body);
+    }
+    let patch_body = patch(serde_json::json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    let r = gw.scim_as(TOKEN_B, Method::PATCH, &format!("{b}/Users/{id}"), Some(patch_body), &[]).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let filtered = gw.scim_as(TOKEN_B, Method::GET, &format!("{b}/Users?filter=id%20eq%20%22{id}%22"), None, &[]).await;
+    assert_eq!(filtered.body["totalResults"], 0, "{:?}", filtered.body);
+    // Tenant A still has it, unchanged.
+    let still = gw.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!((still.status.as_u16(), still.body["active"].clone()), (200, serde_json::json!(true)));
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing() {
+    let config = two_tenant_config();
+    let data = temp_dir("data");
+    let app = DemoApp::start();
+    let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
+    let mut gw = Gateway::serve(&config, &data, app);
+    let user = gw.entra_create_user("persist@example.com").await;
+    let uid = user.id();
+    let group = gw.entra_create_group("Persisted").await;
+    let gid = group.id();
+    let add = patch(serde_json::json!([{"op": "Add", "path": "members", "value": [{"value": uid}]}]));
+    assert_eq!(gw.scim(Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await.status, 204);
+    let before = gw.scim(Method::GET, &format!("/Users/{uid}"), None).await;
+
+    // Stop the gateway (the app keeps running) and start a new one on the same store.
+    let app = gw.app.take().expect("app");
+    gw.proc.kill();
+    drop(gw);
+    assert_eq!((app.url.as_str(), app.api_key.as_str()), (app_url.as_str(), app_key.as_str()));
+    let gw = Gateway::serve(&config, &data, app);
+
+    let after = gw.scim(Method::GET, &format!("/Users/{uid}"), None).await;
+    assert_eq!(after.status, 200, "{:?}", after.body);
+    assert_eq!(after.body["id"], before.body["id"]);
+    for key in ["created", "lastModified", "version"] {
+        assert_eq!(after.body["meta"][key], before.body["meta"][key], "meta.{key} survives the restart");
+    }
+    let g = gw.scim(Method::GET, &format!("/Groups/{gid}"), None).await;
+    assert_eq!(g.body["members"][0]["value"], uid.as_str(), "{:?}", g.body);
+}
+
+#[test]
+fn check_and_serve_refuse_a_broken_file_and_name_it() {
+    let config = two_tenant_config();
+    let mapping = config.join("mappings/demo-app.yaml");
+    let text = std::fs::read_to_string(&mapping).unwrap().replacen("    id: /id\n", "    id: /id\n    idd: /x\n", 1);
+    std::fs::write(&mapping, text).unwrap();
+    let out = run(&["check", "--config"], &config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("demo-app.yaml:") && err.contains("idd"), "{err}");
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--config"], &config);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start"));
+}
+
+#[test]
+fn check_reports_a_bad_template_and_a_missing_mapping() {
+    let config = two_tenant_config();
+    let mapping = config.join("mappings/demo-app.yaml");
+    let text =
+        std::fs::read_to_string(&mapping).unwrap().replace("/api/v1/accounts/{{ id }}", "/api/v1/accounts/{{ id ");
+    std::fs::write(&mapping, text).unwrap();
+    let t = config.join("tenants/other.yaml");
+    let text = std::fs::read_to_string(&t).unwrap().replace("mapping: demo-app", "mapping: nope");
+    std::fs::write(&t, text).unwrap();
+    let out = run(&["check", "--config"], &config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("unclosed `{{`") && err.contains("resources.User.operations"), "{err}");
+    assert!(err.contains("other.yaml") && err.contains("mapping `nope` does not exist"), "{err}");
+}
+
+fn run(args: &[&str], config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(args)
+        .arg(config)
+        .env("DEMO_APP_API_KEY", "x")
+        .env("DEMO_APP_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("run scimbridge")
+}
