@@ -858,10 +858,21 @@ impl<'s> Scope<'s> {
     }
 }
 
-/// The URN of the extension object that holds `path`'s attribute. Unqualified and core-qualified
-/// attributes sit at the top level of the resource, so they have none.
-fn extension_urn<'p>(schema: &ResourceSchema, path: &'p AttrPath) -> Option<&'p str> {
-    path.urn.as_deref().filter(|urn| !urn.eq_ignore_ascii_case(&schema.core.id))
+/// The URN of the extension object that holds `path`'s attribute. Core-qualified attributes and
+/// those of the core schema sit at the top level of the resource, so they have none. An unqualified
+/// name only one extension defines (Entra's `manager eq "…"`) resolves to that extension.
+fn extension_urn<'a>(schema: &'a ResourceSchema, path: &'a AttrPath) -> Option<&'a str> {
+    match path.urn.as_deref() {
+        Some(urn) => Some(urn).filter(|urn| !urn.eq_ignore_ascii_case(&schema.core.id)),
+        None if schema.find(None, &path.name, None).is_some() => None,
+        None => {
+            let mut holders = schema.extensions.iter().filter(|e| e.attribute(&path.name).is_some());
+            match (holders.next(), holders.next()) {
+                (Some(only), None) => Some(only.id.as_str()),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// `value[key]`, with `key` matched case-insensitively (RFC 7643 §2.1).
@@ -1121,6 +1132,16 @@ mod tests {
         let manager = parse_attr_path(&format!("{ENTERPRISE}:manager.value")).expect("urn path");
         assert_eq!(manager.urn.as_deref(), Some(ENTERPRISE));
         assert_eq!((manager.name.as_str(), manager.sub.as_deref()), ("manager", Some("value")));
+    }
+
+    #[test]
+    fn unqualified_extension_attribute_resolves_to_its_extension() {
+        let schema = crate::scim::schema::user_resource();
+        let user = json!({"id": "u1", ENTERPRISE: {"manager": {"value": "m1"}}});
+        let f = parse_filter(r#"id eq "u1" and manager eq "m1""#).expect("parse");
+        assert!(f.validate(&schema).is_ok());
+        assert!(f.matches(&user, &schema));
+        assert!(!parse_filter(r#"manager eq "m2""#).expect("parse").matches(&user, &schema));
     }
 
     #[test]
@@ -1459,7 +1480,7 @@ mod tests {
         assert!(matches(&format!("{ENTERPRISE}:manager eq \"26118915\"")), "complex compares 'value'");
         assert!(matches(&format!("{USER}:userName eq \"bjensen\"")), "core URN");
         assert!(matches(&format!("{USER}:id pr")), "common attribute under the core URN");
-        assert!(!matches("employeeNumber pr"), "unqualified names are core attributes");
+        assert!(matches("employeeNumber pr"), "an unqualified name only one extension defines resolves to it");
     }
 
     #[test]
