@@ -345,6 +345,51 @@ async fn no_path_replace_with_dotted_and_urn_keys_updates_each_attribute() {
     assert_eq!(account["ext_ref"], "ext-flag@example.com", "untouched attributes are kept: {account}");
 }
 
+#[tokio::test]
+async fn name_formatted_sent_with_a_name_change_is_accepted_and_ignored() {
+    // Entra's default mapping sends `name.formatted` (b3's create body carries it), so a name change
+    // arrives as one op per attribute including it. The app holds no formatted name: ignore it.
+    let gw = Gateway::demo();
+    let id = gw.entra_user_id("formatted@example.com").await;
+    let r = gw
+        .patch_user(
+            &id,
+            json!([
+                {"op": "Replace", "path": "name.givenName", "value": "Barbara"},
+                {"op": "Replace", "path": "name.familyName", "value": "Jensen"},
+                {"op": "Replace", "path": "name.formatted", "value": "Barbara Jensen"}
+            ]),
+        )
+        .await;
+    r.expect_one_of(&[200, 204], "name change with name.formatted (Entra default mapping)");
+    let read = gw.get(&format!("/Users/{id}")).await;
+    assert_eq!(read.body["name"]["givenName"], "Barbara", "{:#}", read.body);
+    assert_eq!(read.body["name"]["familyName"], "Jensen", "{:#}", read.body);
+    let account = gw.app_account("formatted@example.com").await;
+    assert_eq!(account["first_name"], "Barbara", "{account}");
+    assert_eq!(account["last_name"], "Jensen", "{account}");
+}
+
+#[tokio::test]
+async fn no_path_replace_carrying_name_formatted_is_accepted_and_ignored() {
+    let gw = Gateway::demo();
+    let id = gw.entra_user_id("formatted2@example.com").await;
+    let r = gw
+        .patch_user(
+            &id,
+            json!([{"op": "replace", "value": {
+                "name.givenName": "Babs",
+                "name.familyName": "J",
+                "name.formatted": "Babs J"
+            }}]),
+        )
+        .await;
+    r.expect_one_of(&[200, 204], "aadOptscim062020 no-path replace with name.formatted");
+    let account = gw.app_account("formatted2@example.com").await;
+    assert_eq!(account["first_name"], "Babs", "{account}");
+    assert_eq!(account["last_name"], "J", "{account}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // b4: manager
 // ---------------------------------------------------------------------------------------------

@@ -186,6 +186,39 @@ async fn import_pages_with_count_100_in_a_stable_order() {
 }
 
 #[tokio::test]
+async fn imports_include_accounts_the_app_already_had_and_they_can_be_managed() {
+    let gw = Gateway::demo();
+    let (s, v) = gw
+        .app_post("/api/v1/accounts", &json!({"account": {"login": "legacy@example.com", "first_name": "Leg"}}))
+        .await;
+    assert_eq!(s, 201, "seed the app directly: {v}");
+    okta_user(&gw, "fresh@example.com").await;
+    let page = okta(&gw, Method::GET, "/Users?startIndex=1&count=100", None).await;
+    page.expect(200, "import");
+    assert_eq!(page.total(), 2, "{:#}", page.body);
+    let legacy = page
+        .resources()
+        .into_iter()
+        .find(|r| r["userName"] == "legacy@example.com")
+        .unwrap_or_else(|| panic!("the pre-existing account is imported: {:#}", page.body));
+    let id = legacy["id"].as_str().expect("a SCIM id for the imported account").to_owned();
+    assert_eq!(legacy["name"]["givenName"], "Leg", "{legacy}");
+    let read = gw.get(&format!("/Users/{id}")).await;
+    read.expect(200, "the imported id is stable and readable");
+    okta(
+        &gw,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(json!([{"op": "replace", "value": {"active": false}}]))),
+    )
+    .await
+    .expect_one_of(&[200, 204], "deactivate the imported user");
+    assert_eq!(gw.app_account("legacy@example.com").await["status"], "suspended");
+    let again = okta(&gw, Method::GET, "/Users?startIndex=1&count=100", None).await;
+    assert!(again.resource_ids().contains(&id), "same id on the next import: {:#}", again.body);
+}
+
+#[tokio::test]
 async fn group_create_with_empty_members_and_rename_by_no_path_replace_with_id() {
     let gw = Gateway::demo();
     let gid = okta_group(&gw, "Okta Old").await;

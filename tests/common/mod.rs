@@ -443,6 +443,20 @@ impl Gateway {
         self.scim_as(TOKEN, Method::POST, "/Groups", Some(body), &[("User-Agent", "Okta SCIM Client 1.0.0")]).await
     }
 
+    /// POST on the demo app's own API (to set up state the gateway did not create).
+    pub async fn app_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.app_url))
+            .header("X-Api-Key", &self.app_key)
+            .json(body)
+            .send()
+            .await
+            .expect("app");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// The demo app's accounts with this login (zero or one).
     pub async fn app_accounts(&self, login: &str) -> Vec<Value> {
         let (s, v) = self.app_get(&format!("/api/v1/accounts?login={}", urlencode(login))).await;

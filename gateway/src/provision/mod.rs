@@ -473,28 +473,25 @@ impl<'a> Ops<'a> {
         self.p.store.delete(&self.tenant.id, self.kind, &record.id).await.map_err(store_error)
     }
 
-    /// Drops PATCH operations on standard attributes this tenant's app does not hold: Entra sends
-    /// its whole attribute mapping, and failing on an attribute the app cannot store would stall
-    /// provisioning for nothing. Unknown (non-standard) attributes still fail in `patch::apply`.
+    /// Drops PATCH operations on standard attributes (or sub-attributes) this tenant's app does not
+    /// hold: Entra sends its whole attribute mapping (`name.formatted`, `roles`, …), and failing on
+    /// what the app cannot store would stall provisioning for nothing. Names no SCIM schema knows
+    /// still fail in `patch::apply`.
     fn drop_unmapped(&self, ops: Vec<patch::PatchOperation>) -> Vec<patch::PatchOperation> {
-        let full = self.kind.full_schema();
-        let known_elsewhere = |urn: Option<&str>, name: &str| {
-            let urn = urn.filter(|u| !u.eq_ignore_ascii_case(&self.rm.schema.core.id));
-            self.rm.schema.find(urn, name, None).is_none() && full.find(urn, name, None).is_some()
-        };
         ops.into_iter()
             .filter_map(|mut op| {
                 match &op.path {
                     Some(p) => {
-                        if known_elsewhere(p.attr.urn.as_deref(), &p.attr.name) {
-                            tracing::debug!(attribute = %p.attr.name, "ignoring PATCH of an attribute the app does not hold");
+                        let sub = p.attr.sub.as_deref().or(p.sub.as_deref());
+                        if self.unheld(p.attr.urn.as_deref(), &p.attr.name, sub) {
+                            tracing::debug!(path = %p.attr, "ignoring PATCH of an attribute the app does not hold");
                             return None;
                         }
                     }
                     None => {
                         if let Some(Value::Object(map)) = &mut op.value {
                             map.retain(|k, _| match filter::parse_attr_path(k) {
-                                Ok(p) => !known_elsewhere(p.urn.as_deref(), &p.name),
+                                Ok(p) => !self.unheld(p.urn.as_deref(), &p.name, p.sub.as_deref()),
                                 Err(_) => true,
                             });
                             if map.is_empty() {
@@ -506,6 +503,17 @@ impl<'a> Ops<'a> {
                 Some(op)
             })
             .collect()
+    }
+
+    /// Whether a path names a standard attribute (or sub-attribute) the tenant's schema leaves out.
+    fn unheld(&self, urn: Option<&str>, name: &str, sub: Option<&str>) -> bool {
+        let urn = urn.filter(|u| !u.eq_ignore_ascii_case(&self.rm.schema.core.id));
+        let full = self.kind.full_schema();
+        // A bare extension URN as a path names the whole extension, which is handled by `apply`.
+        if full.find(urn, name, sub).is_none() {
+            return false;
+        }
+        self.rm.schema.find(urn, name, sub).is_none()
     }
 }
 
