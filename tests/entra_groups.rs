@@ -20,22 +20,6 @@ async fn users(gw: &Gateway, prefix: &str, n: usize) -> (Vec<String>, Vec<u64>) 
     (ids, app)
 }
 
-/// The `value`s of a group's `members`, sorted.
-fn member_values(group: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = group["members"]
-        .as_array()
-        .map(|m| m.iter().map(|e| e["value"].as_str().unwrap_or_default().to_owned()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
-    let mut v = v.to_vec();
-    v.sort();
-    v
-}
-
 /// Entra's member add: `$ref` null, several members in one op.
 fn add_members(ids: &[String]) -> serde_json::Value {
     let value: Vec<_> = ids.iter().map(|id| json!({"$ref": null, "value": id})).collect();

@@ -28,21 +28,6 @@ async fn okta_group(gw: &Gateway, name: &str) -> String {
     r.id()
 }
 
-fn member_values(group: &Value) -> Vec<String> {
-    let mut v: Vec<String> = group["members"]
-        .as_array()
-        .map(|m| m.iter().map(|e| e["value"].as_str().unwrap_or_default().to_owned()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
-    let mut v = v.to_vec();
-    v.sort();
-    v
-}
-
 #[tokio::test]
 async fn lookup_by_user_name_with_start_index_and_count_100() {
     let gw = Gateway::demo();

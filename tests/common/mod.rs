@@ -93,25 +93,48 @@ impl DemoApp {
 
     /// GET on the app's own API; returns status and body.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r =
-            self.http.get(format!("{}{path}", self.url)).header("X-Api-Key", &self.api_key).send().await.expect("app");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        app_call(&self.http, &self.url, &self.api_key, Method::GET, path, None).await
     }
 
     /// POST on the app's own API.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("X-Api-Key", &self.api_key)
-            .json(body)
-            .send()
-            .await
-            .expect("app");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        app_call(&self.http, &self.url, &self.api_key, Method::POST, path, Some(body)).await
     }
+}
+
+/// A call to the demo app's own API with its key.
+async fn app_call(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method, format!("{url}{path}")).header("X-Api-Key", key);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await.expect("demo app reachable");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The `value`s of a group's `members`, sorted.
+pub fn member_values(group: &Value) -> Vec<String> {
+    let mut v: Vec<String> = group["members"]
+        .as_array()
+        .map(|m| m.iter().map(|e| e["value"].as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A sorted copy.
+pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
 }
 
 /// A running gateway and the demo app behind it.
@@ -445,16 +468,7 @@ impl Gateway {
 
     /// POST on the demo app's own API (to set up state the gateway did not create).
     pub async fn app_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.app_url))
-            .header("X-Api-Key", &self.app_key)
-            .json(body)
-            .send()
-            .await
-            .expect("app");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        app_call(&self.http, &self.app_url, &self.app_key, Method::POST, path, Some(body)).await
     }
 
     /// The demo app's accounts with this login (zero or one).
