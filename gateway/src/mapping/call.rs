@@ -20,7 +20,7 @@ pub struct Call {
     pub ok_statuses: Vec<u16>,
 }
 
-/// A rendered request, relative to the tenant's base URL. Printable (`scimbridge explain`).
+/// A rendered request, relative to the tenant's base URL: what would be sent, printable as is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppRequest {
     pub method: Method,
@@ -33,8 +33,14 @@ pub struct AppRequest {
 impl Call {
     /// Compiles a call spec; `what` names it in errors.
     pub fn compile(spec: &CallSpec) -> Result<Self, String> {
-        let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("unknown HTTP method `{}`", spec.method))?;
+        let method = match spec.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            _ => return Err(format!("unsupported HTTP method `{}`: use GET, POST, PUT, PATCH or DELETE", spec.method)),
+        };
         if !spec.path.starts_with('/') {
             return Err(format!("path `{}` must start with `/`", spec.path));
         }

@@ -124,6 +124,8 @@ pub struct ScimTarget {
 #[derive(Debug)]
 pub struct AttrMap {
     pub target: Option<ScimTarget>,
+    /// Overrides the published `caseExact` of the target.
+    pub case_exact: Option<bool>,
     pub app: String,
     pub direction: Direction,
     /// SCIM value → app value pairs.
@@ -350,6 +352,10 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
         return Err(err(format!("{loc}.app"), "the app pointer must name a field"));
     }
     let target = a.scim.as_deref().map(|s| scim_target(s, full, &format!("{loc}.scim"))).transpose()?;
+    if let Some(t) = &target {
+        check_target_writability(t, a.direction, loc)?;
+        check_entry(t, a, full, loc)?;
+    }
     let expr = |src: &Option<String>, what: &str| {
         src.as_deref().map(Expr::compile).transpose().map_err(|e| err(format!("{loc}.{what}"), e.to_string()))
     };
@@ -408,7 +414,49 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
         reference,
         entry: a.entry.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         required: a.required,
+        case_exact: a.case_exact,
     })
+}
+
+/// `id` and `meta` belong to the gateway; other read-only attributes can only be read from the app.
+fn check_target_writability(t: &ScimTarget, direction: Direction, loc: &str) -> Result<(), CompileError> {
+    if t.urn.is_none() && (t.name == "id" || t.name == "meta") {
+        return Err(CompileError {
+            location: format!("{loc}.scim"),
+            message: format!("`{}` is kept by the gateway and cannot be mapped", t.name),
+            hint: Some("map `externalId` or another attribute instead".into()),
+        });
+    }
+    let read_only = t.attribute.mutability == schema::Mutability::ReadOnly;
+    if read_only && direction != Direction::ToScim {
+        return Err(CompileError {
+            location: format!("{loc}.scim"),
+            message: format!("`{}` is read-only in SCIM: clients cannot write it", t.name),
+            hint: Some("add `direction: to_scim` to read it from the app".into()),
+        });
+    }
+    Ok(())
+}
+
+/// `entry` adds sub-attributes to a selected entry of a multi-valued attribute: it needs a selector,
+/// and its keys must be sub-attributes of that attribute.
+fn check_entry(t: &ScimTarget, a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Result<(), CompileError> {
+    if a.entry.is_empty() {
+        return Ok(());
+    }
+    if t.select.is_empty() {
+        return Err(err(
+            format!("{loc}.entry"),
+            "`entry` needs an entry selector such as `emails[type eq \"work\"].value`",
+        ));
+    }
+    let top = full.find(t.urn.as_deref(), &t.name, None).ok_or_else(|| err(loc, "unknown attribute"))?;
+    for k in a.entry.keys() {
+        if top.sub(k).is_none() {
+            return Err(err(format!("{loc}.entry"), format!("`{}` has no sub-attribute `{k}`", top.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a mapping's SCIM path against the full schema into canonical spelling.
@@ -563,10 +611,19 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
     let list = call(&spec.list.request, "list.request");
     let add = call(&spec.add, "add");
     let remove = call(&spec.remove, "remove");
-    for p in [Some(&spec.list.items), spec.list.member_id.as_ref(), spec.list.total.as_ref()].into_iter().flatten() {
-        if let Err(e) = pointer::validate(p) {
-            errors.push(err(format!("{loc}.list"), e.to_string()));
+    for (what, p) in [
+        ("items", Some(&spec.list.items)),
+        ("member_id", spec.list.member_id.as_ref()),
+        ("total", spec.list.total.as_ref()),
+    ] {
+        if let Some(p) = p
+            && let Err(e) = pointer::validate(p)
+        {
+            errors.push(err(format!("{loc}.list.{what}"), e.to_string()));
         }
+    }
+    if spec.list.paging.max_page_size == 0 {
+        errors.push(err(format!("{loc}.list.paging.max_page_size"), "must be at least 1"));
     }
     Some(MembersMapping {
         member_kind,
@@ -574,9 +631,98 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
         items: spec.list.items.clone(),
         member_id: spec.list.member_id.clone(),
         total: spec.list.total.clone(),
-        max_page_size: spec.list.paging.max_page_size.max(1),
+        max_page_size: spec.list.paging.max_page_size,
         style: spec.list.paging.style,
         add: add?,
         remove: remove?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid User mapping with `extra` appended to its attribute lines.
+    fn mapping(extra: &str, method: &str) -> Result<Mapping, Vec<CompileError>> {
+        let text = format!(
+            r#"
+app: t
+resources:
+  User:
+    id: /id
+    attributes:
+      - scim: userName
+        app: /login
+{extra}
+    operations:
+      create: {{ method: {method}, path: /u, body: "{{{{ app }}}}" }}
+      read: {{ method: GET, path: "/u/{{{{ id }}}}" }}
+      delete: {{ method: DELETE, path: "/u/{{{{ id }}}}" }}
+      list:
+        request: {{ method: GET, path: /u }}
+        items: /items
+"#
+        );
+        let file: MappingFile = crate::config::parse_yaml(&text).expect("test YAML parses");
+        compile(&file)
+    }
+
+    fn first_error(extra: &str) -> String {
+        mapping(extra, "POST").err().map(|e| e[0].message.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_minimal_mapping_compiles_and_publishes_what_it_maps() {
+        let m = mapping("      - scim: emails[type eq \"work\"].value\n        app: /mail", "POST").unwrap();
+        let s = &m.resource(ResourceKind::User).unwrap().schema;
+        assert!(s.find(None, "userName", None).is_some());
+        assert!(s.find(None, "displayName", None).is_none(), "unmapped attributes are not published");
+        assert_eq!(s.find(None, "emails", Some("type")).unwrap().canonical_values, vec!["work".to_owned()]);
+    }
+
+    #[test]
+    fn gateway_owned_and_read_only_attributes_are_refused() {
+        assert!(first_error("      - scim: id\n        app: /id").contains("kept by the gateway"));
+        assert!(first_error("      - scim: meta.created\n        app: /c").contains("kept by the gateway"));
+        assert!(first_error("      - scim: groups[type eq \"direct\"].value\n        app: /g").contains("read-only"));
+        assert!(
+            mapping(
+                "      - scim: groups[type eq \"direct\"].value\n        app: /g\n        direction: to_scim",
+                "POST"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn entry_needs_a_selector_and_real_sub_attributes() {
+        assert!(
+            first_error("      - scim: title\n        app: /t\n        entry: { primary: true }")
+                .contains("entry selector")
+        );
+        assert!(
+            first_error(
+                "      - scim: emails[type eq \"work\"].value\n        app: /m\n        entry: { colour: red }"
+            )
+            .contains("no sub-attribute `colour`")
+        );
+    }
+
+    #[test]
+    fn bad_paths_methods_and_templates_are_reported_with_their_location() {
+        assert!(first_error("      - scim: nosuch\n        app: /x").contains("not an attribute"));
+        assert!(first_error("      - scim: emails.value\n        app: /x").contains("without selecting an entry"));
+        let e = mapping("", "FETCH").unwrap_err();
+        assert!(e[0].location.ends_with("operations.create") && e[0].message.contains("unsupported HTTP method"));
+        let e = mapping("      - scim: title\n        app: /t\n        to_app: \"value |\"", "POST").unwrap_err();
+        assert!(e[0].location.ends_with("attributes[1].to_app"), "{:?}", e[0]);
+    }
+
+    #[test]
+    fn to_app_lines_publish_write_only() {
+        let m = mapping("      - scim: password\n        app: /pw\n        direction: to_app", "POST").unwrap();
+        let s = &m.resource(ResourceKind::User).unwrap().schema;
+        let pw = s.find(None, "password", None).unwrap();
+        assert_eq!((pw.mutability, pw.returned), (schema::Mutability::WriteOnly, schema::Returned::Never));
+    }
 }

@@ -4,7 +4,7 @@
 //! - `compile`: turns a spec into a [`Mapping`] once, at config load: templates compiled, pointers and
 //!   SCIM paths parsed, the tenant-facing SCIM schema derived from what is mapped.
 //! - `transform`: SCIM JSON ↔ app JSON, pure.
-//! - `call`: renders a call template into a [`call::AppRequest`], pure (what `explain` prints).
+//! - `call`: renders a call template into a [`call::AppRequest`], pure.
 //! - `errors`: the app's error answers → SCIM errors.
 //!
 //! Nothing here performs I/O; `backend` sends what `call` renders.

@@ -236,11 +236,9 @@ fn default_page_size() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
-    /// Query parameters added to the list call; templates see `value`.
+    /// Query parameters added to the list call; templates see `value`. Results are always re-checked
+    /// against the whole filter, so an app search that is looser than SCIM's `eq` is safe.
     pub query: BTreeMap<String, String>,
-    /// Whether the app compares exactly as SCIM would; if not, results are re-checked (always safe).
-    #[serde(default)]
-    pub exact: bool,
 }
 
 /// Group membership held by the app apart from the group object.

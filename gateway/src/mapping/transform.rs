@@ -313,16 +313,22 @@ pub fn published_schema(
     let mut keep: Vec<Keep> = Vec::new();
     // Canonical values per (urn, attribute, sub-attribute), gathered from every selector.
     let mut canonical: std::collections::BTreeMap<SubAttr, Vec<String>> = std::collections::BTreeMap::new();
-    for a in attributes.iter().filter(|a| a.direction != Direction::ToApp) {
+    for a in attributes {
         let Some(t) = &a.target else { continue };
         let mut k = Keep { urn: t.urn.clone(), name: t.name.clone(), sub: t.sub.clone(), ..Keep::default() };
         if a.required {
             k.overrides.required = Some(true);
         }
-        if a.direction == Direction::ToScim {
-            k.overrides.mutability = Some(Mutability::ReadOnly);
-        } else if !updatable {
-            k.overrides.mutability = Some(Mutability::Immutable);
+        k.overrides.case_exact = a.case_exact;
+        match a.direction {
+            Direction::ToScim => k.overrides.mutability = Some(Mutability::ReadOnly),
+            // Written, never read back (a password): clients must not expect it in answers.
+            Direction::ToApp => {
+                k.overrides.mutability = Some(Mutability::WriteOnly);
+                k.overrides.returned = Some(crate::scim::schema::Returned::Never);
+            }
+            Direction::Both if !updatable => k.overrides.mutability = Some(Mutability::Immutable),
+            Direction::Both => {}
         }
         if a.reference.is_some()
             && t.sub.as_deref() == Some("value")

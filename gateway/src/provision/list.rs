@@ -242,7 +242,11 @@ impl<'a> Ops<'a> {
             let total = match w.total {
                 Some(t) => t,
                 None if !w.more => offset + w.items.len(),
-                None => self.bounded(&[], None).await?.len(),
+                // The app reports no total: count, within the scan bound (beyond it, a lower bound).
+                None => {
+                    let max = self.tenant.options.max_scan;
+                    self.list_window(&[], None, 0, max).await?.items.len().max(offset + w.items.len() + 1)
+                }
             };
             let mut items = w.items;
             items.truncate(count);

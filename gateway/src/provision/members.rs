@@ -15,7 +15,8 @@ use crate::mapping::pointer;
 use crate::scim::error::ScimError;
 use crate::store::Record;
 
-/// The most members one group may list; beyond it a read fails rather than exhaust memory.
+/// The most members one group may have through the gateway; beyond it a read fails (rather than
+/// work on a partial list) so memory stays bounded.
 const MAX_MEMBERS: usize = 200_000;
 
 impl Ops<'_> {
@@ -41,10 +42,17 @@ impl Ops<'_> {
             &[("id", group_id), ("credentials", credentials)],
             &[],
             0,
-            MAX_MEMBERS,
+            MAX_MEMBERS + 1,
             &what,
         )
         .await?;
+        if w.items.len() > MAX_MEMBERS {
+            return Err(ScimError::new(
+                400,
+                crate::scim::error::ScimType::TooMany,
+                format!("{what}: the group has more than {MAX_MEMBERS} members"),
+            ));
+        }
         w.items
             .iter()
             .map(|entry| {
