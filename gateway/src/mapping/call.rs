@@ -14,8 +14,8 @@ pub struct Call {
     query: Vec<(String, StrTemplate)>,
     headers: Vec<(String, StrTemplate)>,
     body: Option<ValueTemplate>,
-    /// JSON Pointer to the object in the response.
-    pub result: Option<String>,
+    /// Where the object is in the response.
+    pub result: Option<super::pointer::Pointer>,
     /// Statuses that count as success besides 2xx.
     pub ok_statuses: Vec<u16>,
 }
@@ -48,16 +48,18 @@ impl Call {
         let pairs = |m: &std::collections::BTreeMap<String, String>| {
             m.iter().map(|(k, v)| Ok((k.clone(), tmpl(v)?))).collect::<Result<Vec<_>, String>>()
         };
-        if let Some(r) = &spec.result {
-            super::pointer::validate(r).map_err(|e| e.to_string())?;
-        }
         Ok(Self {
             method,
             path: tmpl(&spec.path)?,
             query: pairs(&spec.query)?,
             headers: pairs(&spec.headers)?,
             body: spec.body.as_ref().map(ValueTemplate::compile).transpose().map_err(|e| e.to_string())?,
-            result: spec.result.clone(),
+            result: spec
+                .result
+                .as_deref()
+                .map(super::pointer::Pointer::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?,
             ok_statuses: spec.ok_statuses.clone(),
         })
     }
@@ -92,7 +94,7 @@ impl Call {
     /// The object this call answered with: the `result` pointer, or the whole body.
     pub fn result_of<'a>(&self, body: &'a Value) -> Option<&'a Value> {
         match &self.result {
-            Some(p) => body.pointer(p),
+            Some(p) => p.get(body),
             None => Some(body),
         }
     }

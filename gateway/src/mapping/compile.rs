@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::call::Call;
 use super::errors::ErrorMap;
-use super::pointer;
+use super::pointer::Pointer;
 use super::spec::{AttributeSpec, Direction, ListSpec, MappingFile, MembersSpec, ResourceSpec};
 use super::template::{Expr, StrTemplate};
 use crate::scim::filter::{CompareOp, Filter, parse_attr_path, parse_patch_path};
@@ -126,7 +126,7 @@ pub struct AttrMap {
     pub target: Option<ScimTarget>,
     /// Overrides the published `caseExact` of the target.
     pub case_exact: Option<bool>,
-    pub app: String,
+    pub app: Pointer,
     pub direction: Direction,
     /// SCIM value → app value pairs.
     pub values: Vec<(Value, Value)>,
@@ -151,8 +151,8 @@ pub struct Search {
 #[derive(Debug)]
 pub struct ListMapping {
     pub call: Call,
-    pub items: String,
-    pub total: Option<String>,
+    pub items: Pointer,
+    pub total: Option<Pointer>,
     pub max_page_size: usize,
     pub style: super::spec::PagingStyle,
     pub search: Vec<Search>,
@@ -163,9 +163,9 @@ pub struct ListMapping {
 pub struct MembersMapping {
     pub member_kind: ResourceKind,
     pub list: Call,
-    pub items: String,
-    pub member_id: Option<String>,
-    pub total: Option<String>,
+    pub items: Pointer,
+    pub member_id: Option<Pointer>,
+    pub total: Option<Pointer>,
     pub max_page_size: usize,
     pub style: super::spec::PagingStyle,
     pub add: Call,
@@ -176,8 +176,8 @@ pub struct MembersMapping {
 #[derive(Debug)]
 pub struct ResourceMapping {
     pub kind: ResourceKind,
-    /// Pointer to the app id in an app object.
-    pub id: String,
+    /// Where the app id is in an app object.
+    pub id: Pointer,
     pub attributes: Vec<AttrMap>,
     pub create: Call,
     pub read: Call,
@@ -272,9 +272,17 @@ fn compile_pairs(
 fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Result<ResourceMapping, Vec<CompileError>> {
     let mut errors = Vec::new();
     let full = kind.full_schema();
-    if let Err(e) = pointer::validate(&spec.id) {
-        errors.push(err(format!("{loc}.id"), e.to_string()));
-    }
+    let id = match Pointer::parse(&spec.id) {
+        Ok(p) if !p.is_root() => Some(p),
+        Ok(_) => {
+            errors.push(err(format!("{loc}.id"), "the id path must name a field"));
+            None
+        }
+        Err(e) => {
+            errors.push(err(format!("{loc}.id"), e.to_string()));
+            None
+        }
+    };
     let mut attributes = Vec::new();
     for (i, a) in spec.attributes.iter().enumerate() {
         match compile_attribute(a, full, &format!("{loc}.attributes[{i}]")) {
@@ -317,7 +325,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
             hint: Some(format!("add `- scim: {required_name}` with the app field that holds it")),
         });
     }
-    let (Some(create), Some(read), Some(delete), Some(list)) = (create, read, delete, list) else {
+    let (Some(id), Some(create), Some(read), Some(delete), Some(list)) = (id, create, read, delete, list) else {
         return Err(errors);
     };
     let replace = match replace {
@@ -333,7 +341,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     let schema = super::transform::published_schema(full, &attributes, members.as_ref(), replace.is_some());
     Ok(ResourceMapping {
         kind,
-        id: spec.id.clone(),
+        id,
         attributes,
         create,
         read,
@@ -347,9 +355,9 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
 }
 
 fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Result<AttrMap, CompileError> {
-    pointer::validate(&a.app).map_err(|e| err(format!("{loc}.app"), e.to_string()))?;
-    if a.app.is_empty() {
-        return Err(err(format!("{loc}.app"), "the app pointer must name a field"));
+    let app = Pointer::parse(&a.app).map_err(|e| err(format!("{loc}.app"), e.to_string()))?;
+    if app.is_root() {
+        return Err(err(format!("{loc}.app"), "the app path must name a field"));
     }
     let target = a.scim.as_deref().map(|s| scim_target(s, full, &format!("{loc}.scim"))).transpose()?;
     if let Some(t) = &target {
@@ -405,7 +413,7 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
     };
     Ok(AttrMap {
         target,
-        app: a.app.clone(),
+        app,
         direction: a.direction,
         values,
         to_app,
@@ -548,13 +556,8 @@ fn compile_list(
             None
         }
     };
-    for (what, p) in [("items", Some(&spec.items)), ("total", spec.total.as_ref())] {
-        if let Some(p) = p
-            && let Err(e) = pointer::validate(p)
-        {
-            errors.push(err(format!("{loc}.{what}"), e.to_string()));
-        }
-    }
+    let items = parse_pointer(&spec.items, &format!("{loc}.items"), errors);
+    let total = spec.total.as_deref().map(|t| parse_pointer(t, &format!("{loc}.total"), errors));
     if spec.paging.max_page_size == 0 {
         errors.push(err(format!("{loc}.paging.max_page_size"), "must be at least 1"));
     }
@@ -585,12 +588,23 @@ fn compile_list(
     }
     Some(ListMapping {
         call: call?,
-        items: spec.items.clone(),
-        total: spec.total.clone(),
+        items: items?,
+        total: total.map(|t| t.ok_or(())).transpose().ok()?,
         max_page_size: spec.paging.max_page_size,
         style: spec.paging.style,
         search,
     })
+}
+
+/// Parses an app path, recording a problem at `loc` when it is invalid.
+fn parse_pointer(path: &str, loc: &str, errors: &mut Vec<CompileError>) -> Option<Pointer> {
+    match Pointer::parse(path) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errors.push(err(loc, e.to_string()));
+            None
+        }
+    }
 }
 
 fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>) -> Option<MembersMapping> {
@@ -611,26 +625,18 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
     let list = call(&spec.list.request, "list.request");
     let add = call(&spec.add, "add");
     let remove = call(&spec.remove, "remove");
-    for (what, p) in [
-        ("items", Some(&spec.list.items)),
-        ("member_id", spec.list.member_id.as_ref()),
-        ("total", spec.list.total.as_ref()),
-    ] {
-        if let Some(p) = p
-            && let Err(e) = pointer::validate(p)
-        {
-            errors.push(err(format!("{loc}.list.{what}"), e.to_string()));
-        }
-    }
+    let items = parse_pointer(&spec.list.items, &format!("{loc}.list.items"), errors);
+    let member_id = spec.list.member_id.as_deref().map(|p| parse_pointer(p, &format!("{loc}.list.member_id"), errors));
+    let total = spec.list.total.as_deref().map(|p| parse_pointer(p, &format!("{loc}.list.total"), errors));
     if spec.list.paging.max_page_size == 0 {
         errors.push(err(format!("{loc}.list.paging.max_page_size"), "must be at least 1"));
     }
     Some(MembersMapping {
         member_kind,
         list: list?,
-        items: spec.list.items.clone(),
-        member_id: spec.list.member_id.clone(),
-        total: spec.list.total.clone(),
+        items: items?,
+        member_id: member_id.map(|p| p.ok_or(())).transpose().ok()?,
+        total: total.map(|p| p.ok_or(())).transpose().ok()?,
         max_page_size: spec.list.paging.max_page_size,
         style: spec.list.paging.style,
         add: add?,

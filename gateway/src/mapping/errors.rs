@@ -5,20 +5,21 @@
 
 use serde_json::Value;
 
+use super::pointer::Pointer;
 use super::spec::ErrorSpec;
 use crate::scim::error::{ScimError, ScimType};
 
 /// Compiled error rules.
 #[derive(Debug)]
 pub struct ErrorMap {
-    message: Option<String>,
+    message: Option<Pointer>,
     rules: Vec<Rule>,
 }
 
 #[derive(Debug)]
 struct Rule {
     status: u16,
-    body: Vec<(String, Value)>,
+    body: Vec<(Pointer, Value)>,
     out_status: u16,
     out_type: Option<ScimType>,
 }
@@ -45,9 +46,7 @@ pub fn scim_type(s: &str) -> Option<ScimType> {
 impl ErrorMap {
     /// Compiles the `errors:` section.
     pub fn compile(spec: &ErrorSpec) -> Result<Self, String> {
-        if let Some(p) = &spec.message {
-            super::pointer::validate(p).map_err(|e| e.to_string())?;
-        }
+        let message = spec.message.as_deref().map(Pointer::parse).transpose().map_err(|e| e.to_string())?;
         let rules = spec
             .rules
             .iter()
@@ -59,26 +58,24 @@ impl ErrorMap {
                 if !(400..600).contains(&r.scim.status) {
                     return Err(format!("SCIM error status {} is not a 4xx/5xx", r.scim.status));
                 }
-                for p in r.when.body.keys() {
-                    super::pointer::validate(p).map_err(|e| e.to_string())?;
-                }
-                Ok(Rule {
-                    status: r.when.status,
-                    body: r.when.body.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    out_status: r.scim.status,
-                    out_type,
-                })
+                let body = r
+                    .when
+                    .body
+                    .iter()
+                    .map(|(k, v)| Ok((Pointer::parse(k).map_err(|e| e.to_string())?, v.clone())))
+                    .collect::<Result<_, String>>()?;
+                Ok(Rule { status: r.when.status, body, out_status: r.scim.status, out_type })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { message: spec.message.clone(), rules })
+        Ok(Self { message, rules })
     }
 
     /// The SCIM error for an app answer with `status` and `body`; `what` names the call for the detail.
     pub fn translate(&self, status: u16, body: &Value, what: &str) -> ScimError {
         let app_message = self
             .message
-            .as_deref()
-            .and_then(|p| body.pointer(p))
+            .as_ref()
+            .and_then(|p| p.get(body))
             .map(|m| match m {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -89,7 +86,7 @@ impl ErrorMap {
             None => format!("{what}: the application answered {status}"),
         };
         if let Some(rule) =
-            self.rules.iter().find(|r| r.status == status && r.body.iter().all(|(p, v)| body.pointer(p) == Some(v)))
+            self.rules.iter().find(|r| r.status == status && r.body.iter().all(|(p, v)| p.get(body) == Some(v)))
         {
             return ScimError { status: rule.out_status, scim_type: rule.out_type, detail };
         }

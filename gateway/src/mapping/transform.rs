@@ -4,7 +4,6 @@
 use serde_json::{Map, Value};
 
 use super::compile::{AttrMap, MembersMapping, ResourceKind, ResourceMapping, ScimTarget};
-use super::pointer;
 use super::spec::Direction;
 use super::template::Context;
 use crate::scim::error::ScimError;
@@ -137,7 +136,7 @@ pub fn app_references(rm: &ResourceMapping, app: &Value) -> Vec<(ResourceKind, S
     rm.attributes
         .iter()
         .filter(|a| a.direction != Direction::ToApp)
-        .filter_map(|a| Some((a.reference?, present(pointer::get(app, &a.app))?)))
+        .filter_map(|a| Some((a.reference?, present(a.app.get(app))?)))
         .map(|(k, v)| (k, v.to_string()))
         .collect()
 }
@@ -160,7 +159,7 @@ pub fn to_scim(rm: &ResourceMapping, app: &Value, refs: RefLookup<'_>, base_url:
     let mut scim = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToApp) {
         let Some(t) = &a.target else { continue };
-        let Some(raw) = present(pointer::get(app, &a.app)) else { continue };
+        let Some(raw) = present(a.app.get(app)) else { continue };
         let Some(value) = app_value_to_scim(a, t, raw, app, refs) else { continue };
         if value.is_null() || value.as_str().is_some_and(str::is_empty) {
             continue;
@@ -220,7 +219,7 @@ pub fn to_app(
     let mut app = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim) {
         if let Some(c) = &a.constant {
-            pointer::set(&mut app, &a.app, c.clone());
+            a.app.set(&mut app, c.clone());
             continue;
         }
         let Some(t) = &a.target else { continue };
@@ -231,7 +230,7 @@ pub fn to_app(
             continue;
         };
         let out = scim_value_to_app(a, t, v, scim, refs, credentials)?;
-        pointer::set(&mut app, &a.app, out);
+        a.app.set(&mut app, out);
     }
     Ok(app)
 }

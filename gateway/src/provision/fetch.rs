@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::backend::BackendError;
 use crate::mapping::call::Call;
-use crate::mapping::pointer;
+use crate::mapping::pointer::Pointer;
 use crate::mapping::spec::PagingStyle;
 use crate::mapping::template::{Context, StrTemplate};
 use crate::scim::error::ScimError;
@@ -14,8 +14,8 @@ use crate::tenant::Tenant;
 /// Paging of a list call, as the mapping describes it.
 pub struct Paging<'a> {
     pub call: &'a Call,
-    pub items: &'a str,
-    pub total: Option<&'a str>,
+    pub items: &'a Pointer,
+    pub total: Option<&'a Pointer>,
     pub page_size: usize,
     pub style: PagingStyle,
 }
@@ -91,7 +91,7 @@ pub async fn window(
         let mut all: Vec<(&str, &Value)> = vars.to_vec();
         all.extend([("offset", &offset_v), ("limit", &limit_v), ("page", &page_v)]);
         let resp = send(tenant, paging.call, &Context::new(all), extra_query, what).await?;
-        let page: Vec<Value> = match pointer::get(&resp.body, paging.items) {
+        let page: Vec<Value> = match paging.items.get(&resp.body) {
             Some(Value::Array(a)) => a.clone(),
             // Many apps drop the key on an empty page.
             None | Some(Value::Null) => Vec::new(),
@@ -102,7 +102,7 @@ pub async fn window(
                 ));
             }
         };
-        total = paging.total.and_then(|p| pointer::get(&resp.body, p)).and_then(as_count).or(total);
+        total = paging.total.and_then(|p| p.get(&resp.body)).and_then(as_count).or(total);
         let got = page.len();
         items.extend(page.into_iter().skip(skip).take(want - items.len()));
         skip = 0;

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::fetch::{self, Paging};
 use super::{Ops, app_id_value, now, store_error};
 use crate::mapping::MembersMapping;
-use crate::mapping::pointer;
 use crate::scim::error::ScimError;
 use crate::store::Record;
 
@@ -30,7 +29,7 @@ impl Ops<'_> {
         let paging = Paging {
             call: &m.list,
             items: &m.items,
-            total: m.total.as_deref(),
+            total: m.total.as_ref(),
             page_size: m.max_page_size,
             style: m.style,
         };
@@ -57,7 +56,7 @@ impl Ops<'_> {
             .iter()
             .map(|entry| {
                 let v = match &m.member_id {
-                    Some(p) => pointer::get(entry, p),
+                    Some(p) => p.get(entry),
                     None => Some(entry),
                 };
                 match v {

@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::mapping::template::Context;
 use crate::mapping::transform::{self, get_ci};
-use crate::mapping::{ResourceKind, ResourceMapping, pointer};
+use crate::mapping::{ResourceKind, ResourceMapping};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::path::AttrPath;
 use crate::scim::{filter, list as scim_list, patch, resource};
@@ -119,7 +119,7 @@ impl<'a> Ops<'a> {
 
     /// The app id inside an app object, as JSON text.
     fn app_id_of(&self, obj: &Value, what: &str) -> Result<String, ScimError> {
-        match pointer::get(obj, &self.rm.id) {
+        match self.rm.id.get(obj) {
             Some(v @ (Value::String(_) | Value::Number(_))) => Ok(v.to_string()),
             _ => Err(ScimError::status(502, format!("{what}: the application's answer has no id at `{}`", self.rm.id))),
         }
