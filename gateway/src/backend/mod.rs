@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::mapping::call::AppRequest;
+use crate::mapping::call::{AppRequest, Body};
 
 /// Largest app response the gateway reads; beyond it the call fails rather than eat memory.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -112,8 +112,10 @@ impl Backend {
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
-        if let Some(body) = &req.body {
-            builder = builder.json(body);
+        match &req.body {
+            Some(Body::Json(v)) => builder = builder.json(v),
+            Some(Body::Form(fields)) => builder = builder.form(fields),
+            None => {}
         }
         let resp = builder.send().await.map_err(|e| self.classify(e))?;
         let status = resp.status().as_u16();

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use super::spec::CallSpec;
+use super::spec::{BodyEncoding, CallSpec, IdFrom};
 use super::template::{Context, Escape, StrTemplate, TemplateError, ValueTemplate};
 
 /// A compiled call: everything but the values is fixed at load.
@@ -14,6 +14,9 @@ pub struct Call {
     query: Vec<(String, StrTemplate)>,
     headers: Vec<(String, StrTemplate)>,
     body: Option<ValueTemplate>,
+    encoding: BodyEncoding,
+    /// Where a created object's id is.
+    pub id_from: IdFrom,
     /// Where the object is in the response.
     pub result: Option<super::pointer::Pointer>,
     /// Statuses that count as success besides 2xx.
@@ -27,7 +30,40 @@ pub struct AppRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
+}
+
+/// A request body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Json(Value),
+    /// Form fields, in order.
+    Form(Vec<(String, String)>),
+}
+
+/// Flattens JSON into form fields: nested objects as `a[b]`, arrays as `a[]`, `null` left out.
+pub fn form_fields(v: &Value) -> Vec<(String, String)> {
+    fn walk(prefix: Option<&str>, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Null => {}
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = prefix.map_or_else(|| k.clone(), |p| format!("{p}[{k}]"));
+                    walk(Some(&key), x, out);
+                }
+            }
+            Value::Array(a) => {
+                let key = format!("{}[]", prefix.unwrap_or_default());
+                for x in a {
+                    walk(Some(&key), x, out);
+                }
+            }
+            scalar => out.push((prefix.unwrap_or_default().to_owned(), super::template::scalar_text(scalar))),
+        }
+    }
+    let mut out = Vec::new();
+    walk(None, v, &mut out);
+    out
 }
 
 impl Call {
@@ -54,6 +90,8 @@ impl Call {
             query: pairs(&spec.query)?,
             headers: pairs(&spec.headers)?,
             body: spec.body.as_ref().map(ValueTemplate::compile).transpose().map_err(|e| e.to_string())?,
+            encoding: spec.encoding,
+            id_from: spec.id_from,
             result: spec
                 .result
                 .as_deref()
@@ -74,7 +112,9 @@ impl Call {
         let mut query = Vec::with_capacity(self.query.len() + extra_query.len());
         for (k, t) in self.query.iter().chain(extra_query) {
             let v = t.render(ctx, Escape::None)?;
-            if !v.is_empty() {
+            // An optional parameter whose template renders empty is left out; a literal `""` is sent
+            // (some apps need `status=` to list everything).
+            if !v.is_empty() || t.is_literal() {
                 query.push((k.clone(), v));
             }
         }
@@ -87,7 +127,16 @@ impl Call {
             path: self.path.render(ctx, Escape::PathSegment)?,
             query,
             headers,
-            body: self.body.as_ref().map(|b| b.render(ctx)).transpose()?,
+            body: match &self.body {
+                Some(b) => {
+                    let v = b.render(ctx)?;
+                    Some(match self.encoding {
+                        BodyEncoding::Json => Body::Json(v),
+                        BodyEncoding::Form => Body::Form(form_fields(&v)),
+                    })
+                }
+                None => None,
+            },
         })
     }
 

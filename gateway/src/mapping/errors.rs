@@ -19,6 +19,7 @@ pub struct ErrorMap {
 #[derive(Debug)]
 struct Rule {
     status: u16,
+    message_contains: Option<String>,
     body: Vec<(Pointer, Value)>,
     out_status: u16,
     out_type: Option<ScimType>,
@@ -64,7 +65,13 @@ impl ErrorMap {
                     .iter()
                     .map(|(k, v)| Ok((Pointer::parse(k).map_err(|e| e.to_string())?, v.clone())))
                     .collect::<Result<_, String>>()?;
-                Ok(Rule { status: r.when.status, body, out_status: r.scim.status, out_type })
+                Ok(Rule {
+                    status: r.when.status,
+                    message_contains: r.when.message_contains.as_ref().map(|m| m.to_lowercase()),
+                    body,
+                    out_status: r.scim.status,
+                    out_type,
+                })
             })
             .collect::<Result<_, String>>()?;
         Ok(Self { message, rules })
@@ -72,22 +79,18 @@ impl ErrorMap {
 
     /// The SCIM error for an app answer with `status` and `body`; `what` names the call for the detail.
     pub fn translate(&self, status: u16, body: &Value, what: &str) -> ScimError {
-        let app_message = self
-            .message
-            .as_ref()
-            .and_then(|p| p.get(body))
-            .map(|m| match m {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .map(|m| truncate(&m, 500));
+        let app_message = self.message.as_ref().and_then(|p| p.get(body)).map(message_text).map(|m| truncate(&m, 500));
         let detail = match &app_message {
             Some(m) => format!("{what}: the application answered {status}: {m}"),
             None => format!("{what}: the application answered {status}"),
         };
-        if let Some(rule) =
-            self.rules.iter().find(|r| r.status == status && r.body.iter().all(|(p, v)| p.get(body) == Some(v)))
-        {
+        if let Some(rule) = self.rules.iter().find(|r| {
+            r.status == status
+                && r.body.iter().all(|(p, v)| p.get(body) == Some(v))
+                && r.message_contains.as_ref().is_none_or(|needle| {
+                    app_message.as_ref().is_some_and(|m| m.to_lowercase().contains(needle.as_str()))
+                })
+        }) {
             return ScimError { status: rule.out_status, scim_type: rule.out_type, detail };
         }
         match status {
@@ -98,6 +101,15 @@ impl ErrorMap {
             401 | 403 => ScimError::status(502, format!("{detail} (check the tenant's backend credentials)")),
             _ => ScimError::status(502, detail),
         }
+    }
+}
+
+/// An app's message as text: strings as they are, arrays of messages joined (`{"errors": [...]}`).
+fn message_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(message_text).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
     }
 }
 
@@ -115,11 +127,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn message_arrays_and_message_rules() {
+        let spec = ErrorSpec {
+            message: Some("/errors".into()),
+            rules: vec![ErrorRule {
+                when: ErrorMatch {
+                    status: 422,
+                    message_contains: Some("HAS ALREADY BEEN TAKEN".into()),
+                    body: Default::default(),
+                },
+                scim: ScimErrorSpec { status: 409, scim_type: Some("uniqueness".into()) },
+            }],
+        };
+        let m = ErrorMap::compile(&spec).unwrap();
+        let body = json!({"errors": ["Email has already been taken", "Login has already been taken"]});
+        let e = m.translate(422, &body, "create User");
+        assert_eq!((e.status, e.scim_type), (409, Some(ScimType::Uniqueness)));
+        assert!(e.detail.contains("Email has already been taken; Login has already been taken"), "{}", e.detail);
+        let e = m.translate(422, &json!({"errors": ["Last name cannot be blank"]}), "create User");
+        assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidValue)));
+    }
+
+    #[test]
     fn rules_and_defaults() {
         let spec = ErrorSpec {
             message: Some("/error/message".into()),
             rules: vec![ErrorRule {
-                when: ErrorMatch { status: 409, body: [("/error/code".to_owned(), json!("already_member"))].into() },
+                when: ErrorMatch {
+                    status: 409,
+                    message_contains: None,
+                    body: [("/error/code".to_owned(), json!("already_member"))].into(),
+                },
                 scim: ScimErrorSpec { status: 400, scim_type: Some("invalidValue".into()) },
             }],
         };

@@ -36,6 +36,30 @@ pub struct HttpSpec {
     /// Per-call timeout; the tenant may lower it.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// How the gateway authenticates to the app (besides any `headers`).
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+}
+
+/// Authentication to the app. Values are templates over `credentials` (rendered once, at load).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSpec {
+    /// HTTP Basic.
+    Basic { username: String, password: String },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): tokens fetched from `token_url`, cached until
+    /// shortly before they expire, and fetched again when the app answers 401.
+    Oauth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+        #[serde(default)]
+        audience: Option<String>,
+    },
 }
 
 /// Error translation: the app's message location and status rules, first match wins.
@@ -62,6 +86,9 @@ pub struct ErrorRule {
 #[serde(deny_unknown_fields)]
 pub struct ErrorMatch {
     pub status: u16,
+    /// Text the app's message must contain (case-insensitive), e.g. `has already been taken`.
+    #[serde(default)]
+    pub message_contains: Option<String>,
     /// Optional `{pointer: value}` pairs the error body must contain, e.g. `{"/error/code": "duplicate"}`.
     #[serde(default)]
     pub body: BTreeMap<String, Value>,
@@ -170,15 +197,41 @@ pub struct CallSpec {
     /// Headers for this call only (added to `http.headers`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// JSON body template: strings holding exactly one `{{ expr }}` keep the expression's type.
+    /// Body template: strings holding exactly one `{{ expr }}` keep the expression's type.
     #[serde(default)]
     pub body: Option<Value>,
+    /// How the body is sent: `json` (default) or `form` (`application/x-www-form-urlencoded`, nested
+    /// keys as `user[name]`).
+    #[serde(default)]
+    pub encoding: BodyEncoding,
+    /// Where a create's new id is: in the answer's object (`body`, default) or the last path segment
+    /// of its `Location` header (`location`), for apps that answer 201 with an empty body.
+    #[serde(default)]
+    pub id_from: IdFrom,
     /// JSON Pointer to the app object in the response (default: the whole body).
     #[serde(default)]
     pub result: Option<String>,
     /// Extra statuses that count as success (e.g. `[409]` for an add that already happened).
     #[serde(default)]
     pub ok_statuses: Vec<u16>,
+}
+
+/// How a call's body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    #[default]
+    Json,
+    Form,
+}
+
+/// Where a created object's id comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFrom {
+    #[default]
+    Body,
+    Location,
 }
 
 /// The list call, its paging, and the filters it can push down.

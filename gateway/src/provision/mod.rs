@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::mapping::spec::IdFrom;
 use crate::mapping::template::Context;
 use crate::mapping::transform::{self, get_ci};
 use crate::mapping::{ResourceKind, ResourceMapping};
@@ -278,7 +279,12 @@ impl<'a> Ops<'a> {
             other => other?,
         };
         let created = self.rm.create.result_of(&resp.body).cloned().unwrap_or(Value::Null);
-        let app_id = self.app_id_of(&created, &what)?;
+        let app_id = match self.rm.create.id_from {
+            IdFrom::Body => self.app_id_of(&created, &what)?,
+            IdFrom::Location => location_id(&resp.headers).ok_or_else(|| {
+                ScimError::status(502, format!("{what}: the application's answer has no usable Location header"))
+            })?,
+        };
         let ts = now();
         let record = Record {
             id: uuid::Uuid::new_v4().to_string(),
@@ -517,6 +523,20 @@ impl<'a> Ops<'a> {
     }
 }
 
+/// The id in a `Location` header: its last path segment, percent-decoded, as JSON text (digits as
+/// a number, anything else as a string).
+fn location_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let raw = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let path = raw.split(['?', '#']).next()?.trim_end_matches('/');
+    let segment = path.rsplit('/').next().filter(|s| !s.is_empty())?;
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
+    Some(if decoded.bytes().all(|b| b.is_ascii_digit()) && decoded.len() < 19 {
+        decoded.into_owned()
+    } else {
+        Value::String(decoded.into_owned()).to_string()
+    })
+}
+
 fn op_touches_members(op: &patch::PatchOperation) -> bool {
     match &op.path {
         Some(p) => p.attr.name.eq_ignore_ascii_case("members"),
@@ -535,5 +555,24 @@ fn strip_meta(mut v: Value) -> Value {
 fn log_ignored(ignored: &[String], what: &str) {
     if !ignored.is_empty() {
         tracing::debug!(op = what, attributes = ?ignored, "ignored attributes the app does not hold");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_location_headers() {
+        let h = |v: &str| {
+            let mut m = reqwest::header::HeaderMap::new();
+            m.insert(reqwest::header::LOCATION, v.parse().unwrap());
+            m
+        };
+        assert_eq!(location_id(&h("/users/4")).as_deref(), Some("4"));
+        assert_eq!(location_id(&h("http://h/3.1/users/0a1b2c/")).as_deref(), Some("\"0a1b2c\""));
+        assert_eq!(location_id(&h("http://h/3.1/lists/eng.example.com?x=1")).as_deref(), Some("\"eng.example.com\""));
+        assert_eq!(location_id(&h("/u/%40alice%3Aserver")).as_deref(), Some("\"@alice:server\""));
+        assert_eq!(location_id(&reqwest::header::HeaderMap::new()), None);
     }
 }
