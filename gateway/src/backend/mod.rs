@@ -4,6 +4,9 @@
 //! retries only where a retry cannot duplicate a write (reads, and writes that never left), bounded
 //! response sizes, and no credentials in any error it returns.
 
+pub mod auth;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::mapping::call::{AppRequest, Body};
+pub use auth::{Auth, OAuth2};
 
 /// Largest app response the gateway reads; beyond it the call fails rather than eat memory.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -52,11 +56,12 @@ pub struct Backend {
     client: reqwest::Client,
     base_url: String,
     timeout: Duration,
+    auth: Arc<Auth>,
 }
 
 impl Backend {
     /// A client for the app at `base_url`; `timeout` bounds each attempt.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, BackendError> {
+    pub fn new(base_url: &str, timeout: Duration, auth: Auth) -> Result<Self, BackendError> {
         let parsed = reqwest::Url::parse(base_url).map_err(|e| BackendError::Request(format!("base_url: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(BackendError::Request("base_url must be http or https".into()));
@@ -71,7 +76,7 @@ impl Backend {
             .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BackendError::Request(e.to_string()))?;
-        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout })
+        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout, auth: Arc::new(auth) })
     }
 
     /// The base URL requests are relative to.
@@ -83,8 +88,18 @@ impl Backend {
     pub async fn send(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
         let idempotent = matches!(req.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
         let mut attempt = 1;
+        let mut refreshed = false;
         loop {
             let result = self.send_once(req).await;
+            // An OAuth2 token the app no longer accepts is fetched again, once.
+            if let (Ok(r), Auth::OAuth2(o)) = (&result, self.auth.as_ref())
+                && r.status == 401
+                && !refreshed
+            {
+                o.invalidate().await;
+                refreshed = true;
+                continue;
+            }
             let retry = match &result {
                 Err(e) => !e.maybe_delivered() || (idempotent && matches!(e, BackendError::Timeout(_))),
                 Ok(r) => idempotent && matches!(r.status, 502..=504),
@@ -109,6 +124,12 @@ impl Backend {
             headers.insert(name, value);
         }
         let mut builder = self.client.request(req.method.clone(), url).headers(headers);
+        builder = match self.auth.as_ref() {
+            Auth::None => builder,
+            Auth::Basic { username, password } => builder.basic_auth(username, Some(password)),
+            Auth::Bearer(token) => builder.bearer_auth(token),
+            Auth::OAuth2(o) => builder.bearer_auth(o.token(&self.client).await?),
+        };
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
@@ -159,4 +180,93 @@ fn parse_body(bytes: &[u8]) -> Value {
     }
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).chars().take(2000).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{HeaderMap as AxHeaders, StatusCode};
+    use axum::routing::{get, post};
+    use reqwest::Method;
+
+    use super::*;
+
+    /// A token endpoint issuing `tok-N` and an API that accepts only the newest token, Basic
+    /// `u:p`, or the bearer `static`.
+    async fn server() -> (String, Arc<AtomicUsize>) {
+        let issued = Arc::new(AtomicUsize::new(0));
+        let n = issued.clone();
+        let m = issued.clone();
+        let app = Router::new()
+            .route(
+                "/token",
+                post(move |body: String| {
+                    let n = n.clone();
+                    async move {
+                        assert!(body.contains("grant_type=client_credentials") && body.contains("client_secret=s3"));
+                        let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+                        axum::Json(serde_json::json!({"access_token": format!("tok-{i}"), "expires_in": 3600}))
+                    }
+                }),
+            )
+            .route(
+                "/api",
+                get(move |h: AxHeaders| {
+                    let m = m.clone();
+                    async move {
+                        let auth = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                        let newest = format!("Bearer tok-{}", m.load(Ordering::SeqCst));
+                        // "Basic dTpw" is base64("u:p").
+                        if auth == newest || auth == "Basic dTpw" || auth == "Bearer static" {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::UNAUTHORIZED
+                        }
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), issued)
+    }
+
+    fn get_api() -> AppRequest {
+        AppRequest { method: Method::GET, path: "/api".into(), query: vec![], headers: vec![], body: None }
+    }
+
+    #[tokio::test]
+    async fn basic_and_bearer() {
+        let (url, _) = server().await;
+        let basic = Auth::Basic { username: "u".into(), password: "p".into() };
+        let b = Backend::new(&url, Duration::from_secs(5), basic).unwrap();
+        assert_eq!(b.send(&get_api()).await.unwrap().status, 200);
+        let b = Backend::new(&url, Duration::from_secs(5), Auth::Bearer("static".into())).unwrap();
+        assert_eq!(b.send(&get_api()).await.unwrap().status, 200);
+        let b = Backend::new(&url, Duration::from_secs(5), Auth::None).unwrap();
+        assert_eq!(b.send(&get_api()).await.unwrap().status, 401);
+    }
+
+    #[tokio::test]
+    async fn oauth2_tokens_are_cached_and_renewed_after_a_401() {
+        let (url, issued) = server().await;
+        let oauth = OAuth2::new(format!("{url}/token"), "c".into(), "s3".into(), Some("scim".into()), None);
+        let b = Backend::new(&url, Duration::from_secs(5), Auth::OAuth2(oauth)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(b.send(&get_api()).await.unwrap().status, 200);
+        }
+        assert_eq!(issued.load(Ordering::SeqCst), 1, "one token serves many calls");
+        // The app stops accepting the cached token (another client got a newer one).
+        issued.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(b.send(&get_api()).await.unwrap().status, 200, "a 401 fetches a new token once");
+        assert_eq!(issued.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output() {
+        let a = Auth::Basic { username: "u".into(), password: "hunter2".into() };
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
 }

@@ -81,12 +81,54 @@ fn err(location: impl Into<String>, message: impl Into<String>) -> CompileError 
     CompileError { location: location.into(), message: message.into(), hint: None }
 }
 
+/// How the gateway authenticates to the app, as templates over `credentials`.
+#[derive(Debug)]
+pub enum AuthTemplate {
+    Basic {
+        username: StrTemplate,
+        password: StrTemplate,
+    },
+    Bearer(StrTemplate),
+    OAuth2 {
+        token_url: StrTemplate,
+        client_id: StrTemplate,
+        client_secret: StrTemplate,
+        scope: Option<StrTemplate>,
+        audience: Option<StrTemplate>,
+    },
+}
+
+impl AuthTemplate {
+    fn compile(spec: &super::spec::AuthSpec) -> Result<Self, String> {
+        use super::spec::AuthSpec;
+        let t = |s: &String| StrTemplate::compile(s).map_err(|e| e.to_string());
+        let opt = |s: &Option<String>| s.as_ref().map(t).transpose();
+        Ok(match spec {
+            AuthSpec::Basic { username, password } => {
+                AuthTemplate::Basic { username: t(username)?, password: t(password)? }
+            }
+            AuthSpec::Bearer { token } => AuthTemplate::Bearer(t(token)?),
+            AuthSpec::Oauth2ClientCredentials { token_url, client_id, client_secret, scope, audience } => {
+                AuthTemplate::OAuth2 {
+                    token_url: t(token_url)?,
+                    client_id: t(client_id)?,
+                    client_secret: t(client_secret)?,
+                    scope: opt(scope)?,
+                    audience: opt(audience)?,
+                }
+            }
+        })
+    }
+}
+
 /// A compiled mapping.
 #[derive(Debug)]
 pub struct Mapping {
     pub name: String,
     /// Headers for every call, as templates.
     pub headers: Vec<(String, StrTemplate)>,
+    /// Authentication to the app.
+    pub auth: Option<AuthTemplate>,
     pub timeout: Option<Duration>,
     pub errors: ErrorMap,
     resources: BTreeMap<ResourceKind, ResourceMapping>,
@@ -196,6 +238,13 @@ pub fn compile(file: &MappingFile) -> Result<Mapping, Vec<CompileError>> {
     let mut errors = Vec::new();
     let headers = compile_pairs(&file.http.headers, "http.headers", &mut errors);
     let error_map = ErrorMap::compile(&file.errors).map_err(|m| err("errors", m));
+    let auth = match file.http.auth.as_ref().map(AuthTemplate::compile).transpose() {
+        Ok(a) => a,
+        Err(m) => {
+            errors.push(err("http.auth", m));
+            None
+        }
+    };
     let mut resources = BTreeMap::new();
     for (name, spec) in &file.resources {
         let loc = format!("resources.{name}");
@@ -241,6 +290,7 @@ pub fn compile(file: &MappingFile) -> Result<Mapping, Vec<CompileError>> {
         Ok(e) if errors.is_empty() => Ok(Mapping {
             name: file.app.clone(),
             headers,
+            auth,
             timeout: file.http.timeout_ms.map(Duration::from_millis),
             errors: e,
             resources,

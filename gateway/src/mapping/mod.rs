@@ -17,4 +17,6 @@ pub mod spec;
 pub mod template;
 pub mod transform;
 
-pub use compile::{AttrMap, CompileError, Mapping, MembersMapping, ResourceKind, ResourceMapping, compile};
+pub use compile::{
+    AttrMap, AuthTemplate, CompileError, Mapping, MembersMapping, ResourceKind, ResourceMapping, compile,
+};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::auth::{self, StaticTokens};
-use crate::backend::Backend;
+use crate::backend::{Auth, Backend, OAuth2};
 use crate::config::{ConfigSet, Problem, Problems};
 use crate::mapping::{self, Mapping, ResourceKind};
 use spec::{TenantFile, TenantOptions};
@@ -173,26 +173,59 @@ fn build_tenant(
         .map(Duration::from_millis)
         .or(mapping.as_ref().and_then(|m| m.timeout))
         .unwrap_or(DEFAULT_TIMEOUT);
-    let backend = match Backend::new(&file.backend.base_url.0, timeout) {
+    let credentials: Map<String, Value> =
+        file.backend.credentials.iter().map(|(k, v)| (k.clone(), Value::String(v.0.clone()))).collect();
+    let credentials = Value::Object(credentials);
+    let auth = match mapping.as_ref().and_then(|m| m.auth.as_ref()).map(|a| render_auth(a, &credentials)).transpose() {
+        Ok(a) => a.unwrap_or(Auth::None),
+        Err(m) => {
+            problems.push(Problem::file(path, format!("backend auth: {m}")));
+            Auth::None
+        }
+    };
+    let backend = match Backend::new(&file.backend.base_url.0, timeout, auth) {
         Ok(b) => Some(b),
         Err(e) => {
             problems.push(Problem::file(path, format!("backend: {e}")));
             None
         }
     };
-    let credentials: Map<String, Value> =
-        file.backend.credentials.iter().map(|(k, v)| (k.clone(), Value::String(v.0.clone()))).collect();
     match (mapping, backend) {
         (Some(mapping), Some(backend)) if problems.is_empty() => Ok(Tenant {
             id: file.id.clone(),
             mapping,
             backend,
-            credentials: Value::Object(credentials),
+            credentials,
             tokens: StaticTokens::new(tokens),
             options: file.options.clone(),
         }),
         _ => Err(problems),
     }
+}
+
+/// Renders a mapping's auth templates with a tenant's credentials, once, at load.
+fn render_auth(t: &mapping::AuthTemplate, credentials: &Value) -> Result<Auth, String> {
+    use mapping::AuthTemplate;
+    use mapping::template::{Context, Escape, StrTemplate};
+    let ctx = Context::new([("credentials", credentials)]);
+    let r = |s: &StrTemplate| s.render(&ctx, Escape::None).map_err(|e| e.to_string());
+    let required = |s: &StrTemplate, what: &str| {
+        let v = r(s)?;
+        if v.is_empty() { Err(format!("`{what}` renders empty: is the credential set?")) } else { Ok(v) }
+    };
+    Ok(match t {
+        AuthTemplate::Basic { username, password } => {
+            Auth::Basic { username: required(username, "username")?, password: r(password)? }
+        }
+        AuthTemplate::Bearer(token) => Auth::Bearer(required(token, "token")?),
+        AuthTemplate::OAuth2 { token_url, client_id, client_secret, scope, audience } => Auth::OAuth2(OAuth2::new(
+            required(token_url, "token_url")?,
+            required(client_id, "client_id")?,
+            required(client_secret, "client_secret")?,
+            scope.as_ref().map(r).transpose()?.filter(|s| !s.is_empty()),
+            audience.as_ref().map(r).transpose()?.filter(|s| !s.is_empty()),
+        )),
+    })
 }
 
 #[cfg(test)]
