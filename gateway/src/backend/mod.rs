@@ -55,6 +55,8 @@ pub struct AppResponse {
 pub struct Backend {
     client: reqwest::Client,
     base_url: String,
+    /// `scheme://host:port` of `base_url`: absolute URLs from the app (paging links) must match it.
+    origin: String,
     timeout: Duration,
     auth: Arc<Auth>,
 }
@@ -76,7 +78,8 @@ impl Backend {
             .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BackendError::Request(e.to_string()))?;
-        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout, auth: Arc::new(auth) })
+        let origin = parsed.origin().ascii_serialization();
+        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), origin, timeout, auth: Arc::new(auth) })
     }
 
     /// The base URL requests are relative to.
@@ -113,7 +116,17 @@ impl Backend {
     }
 
     async fn send_once(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
-        let url = format!("{}{}", self.base_url, req.path);
+        let url = if req.path.starts_with("http://") || req.path.starts_with("https://") {
+            // A URL the app gave us (a paging link): follow it only on the app's own origin, so
+            // credentials never go elsewhere.
+            let u = reqwest::Url::parse(&req.path).map_err(|_| BackendError::Request("bad URL from the app".into()))?;
+            if u.origin().ascii_serialization() != self.origin {
+                return Err(BackendError::Request("refusing a URL on another origin than the app's".into()));
+            }
+            req.path.clone()
+        } else {
+            format!("{}{}", self.base_url, req.path)
+        };
         let mut headers = HeaderMap::new();
         for (k, v) in &req.headers {
             let name = HeaderName::from_bytes(k.as_bytes())

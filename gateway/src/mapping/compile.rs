@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use super::call::Call;
 use super::errors::ErrorMap;
 use super::pointer::Pointer;
-use super::spec::{AttributeSpec, Direction, ListSpec, MappingFile, MembersSpec, ResourceSpec};
+use super::spec::{
+    AttributeSpec, Direction, ListSpec, MappingFile, MembersSpec, PagingSpec, PagingStyle, ResourceSpec,
+};
 use super::template::{Expr, StrTemplate};
 use crate::scim::filter::{CompareOp, Filter, parse_attr_path, parse_patch_path};
 use crate::scim::schema::{self, Attribute, ResourceSchema};
@@ -189,14 +191,32 @@ pub struct Search {
     pub query: Vec<(String, StrTemplate)>,
 }
 
+/// How a list call pages.
+#[derive(Debug)]
+pub struct Paging {
+    pub max_page_size: usize,
+    pub style: PagingStyle,
+    /// With `PagingStyle::Cursor`: where the next page's token is.
+    pub next: Option<Pointer>,
+}
+
+/// Where a member's app id is in a member-list entry.
+#[derive(Debug)]
+pub enum MemberId {
+    /// The entry itself is the id.
+    Entry,
+    Pointer(Pointer),
+    /// An expression over `entry`.
+    Expr(Expr),
+}
+
 /// The list call.
 #[derive(Debug)]
 pub struct ListMapping {
     pub call: Call,
     pub items: Pointer,
     pub total: Option<Pointer>,
-    pub max_page_size: usize,
-    pub style: super::spec::PagingStyle,
+    pub paging: Paging,
     pub search: Vec<Search>,
 }
 
@@ -206,12 +226,15 @@ pub struct MembersMapping {
     pub member_kind: ResourceKind,
     pub list: Call,
     pub items: Pointer,
-    pub member_id: Option<Pointer>,
+    pub member_id: MemberId,
     pub total: Option<Pointer>,
-    pub max_page_size: usize,
-    pub style: super::spec::PagingStyle,
+    pub paging: Paging,
     pub add: Call,
     pub remove: Call,
+    /// Statuses after which add/remove are verified against the member list.
+    pub verify_on: Vec<u16>,
+    /// Whether the remove call needs the member's list entry.
+    pub remove_uses_entry: bool,
 }
 
 /// One resource type as the app holds it.
@@ -608,9 +631,7 @@ fn compile_list(
     };
     let items = parse_pointer(&spec.items, &format!("{loc}.items"), errors);
     let total = spec.total.as_deref().map(|t| parse_pointer(t, &format!("{loc}.total"), errors));
-    if spec.paging.max_page_size == 0 {
-        errors.push(err(format!("{loc}.paging.max_page_size"), "must be at least 1"));
-    }
+    let paging = compile_paging(&spec.paging, &format!("{loc}.paging"), errors);
     let mut search = Vec::new();
     for (attr, s) in &spec.search {
         let sloc = format!("{loc}.search.{attr}");
@@ -640,10 +661,34 @@ fn compile_list(
         call: call?,
         items: items?,
         total: total.map(|t| t.ok_or(())).transpose().ok()?,
-        max_page_size: spec.paging.max_page_size,
-        style: spec.paging.style,
+        paging: paging?,
         search,
     })
+}
+
+/// Checks and compiles paging: a positive page size, and a `next` path exactly for cursor paging.
+fn compile_paging(spec: &PagingSpec, loc: &str, errors: &mut Vec<CompileError>) -> Option<Paging> {
+    if spec.max_page_size == 0 {
+        errors.push(err(format!("{loc}.max_page_size"), "must be at least 1"));
+        return None;
+    }
+    let next = match (spec.style, &spec.next) {
+        (PagingStyle::Cursor, Some(p)) => Some(parse_pointer(p, &format!("{loc}.next"), errors)?),
+        (PagingStyle::Cursor, None) => {
+            errors.push(CompileError {
+                location: loc.to_owned(),
+                message: "cursor paging needs `next`: where an answer holds the next page's token".into(),
+                hint: Some("e.g. `next: /next_token`".into()),
+            });
+            return None;
+        }
+        (_, Some(_)) => {
+            errors.push(err(format!("{loc}.next"), "`next` only applies to `style: cursor`"));
+            return None;
+        }
+        (_, None) => None,
+    };
+    Some(Paging { max_page_size: spec.max_page_size, style: spec.style, next })
 }
 
 /// Parses an app path, recording a problem at `loc` when it is invalid.
@@ -676,21 +721,34 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
     let add = call(&spec.add, "add");
     let remove = call(&spec.remove, "remove");
     let items = parse_pointer(&spec.list.items, &format!("{loc}.list.items"), errors);
-    let member_id = spec.list.member_id.as_deref().map(|p| parse_pointer(p, &format!("{loc}.list.member_id"), errors));
+    let member_id = match (&spec.list.member_id, &spec.list.member_id_from) {
+        (Some(_), Some(_)) => {
+            errors.push(err(format!("{loc}.list"), "give `member_id` or `member_id_from`, not both"));
+            None
+        }
+        (Some(p), None) => parse_pointer(p, &format!("{loc}.list.member_id"), errors).map(MemberId::Pointer),
+        (None, Some(e)) => match Expr::compile(e) {
+            Ok(e) => Some(MemberId::Expr(e)),
+            Err(e) => {
+                errors.push(err(format!("{loc}.list.member_id_from"), e.to_string()));
+                None
+            }
+        },
+        (None, None) => Some(MemberId::Entry),
+    };
     let total = spec.list.total.as_deref().map(|p| parse_pointer(p, &format!("{loc}.list.total"), errors));
-    if spec.list.paging.max_page_size == 0 {
-        errors.push(err(format!("{loc}.list.paging.max_page_size"), "must be at least 1"));
-    }
+    let paging = compile_paging(&spec.list.paging, &format!("{loc}.list.paging"), errors);
     Some(MembersMapping {
         member_kind,
         list: list?,
         items: items?,
-        member_id: member_id.map(|p| p.ok_or(())).transpose().ok()?,
+        member_id: member_id?,
         total: total.map(|p| p.ok_or(())).transpose().ok()?,
-        max_page_size: spec.list.paging.max_page_size,
-        style: spec.list.paging.style,
+        paging: paging?,
         add: add?,
         remove: remove?,
+        verify_on: spec.verify_on.clone(),
+        remove_uses_entry: spec.remove_uses_entry,
     })
 }
 

@@ -18,5 +18,6 @@ pub mod template;
 pub mod transform;
 
 pub use compile::{
-    AttrMap, AuthTemplate, CompileError, Mapping, MembersMapping, ResourceKind, ResourceMapping, compile,
+    AttrMap, AuthTemplate, CompileError, Mapping, MemberId, MembersMapping, Paging, ResourceKind, ResourceMapping,
+    compile,
 };

@@ -259,9 +259,14 @@ pub struct PagingSpec {
     /// The largest page the app serves.
     #[serde(default = "default_page_size")]
     pub max_page_size: usize,
-    /// `offset`: any 0-based start (`offset`/`limit`); `page`: numbered pages of `max_page_size`.
+    /// `offset`: any 0-based start (`offset`/`limit`); `page`: numbered pages of `max_page_size`;
+    /// `cursor`: each answer holds the token of the next page (at `next`), templates see `cursor`;
+    /// `link`: each answer's `Link: <url>; rel="next"` header is the next page's URL.
     #[serde(default)]
     pub style: PagingStyle,
+    /// With `style: cursor`: where the next page's token is in an answer.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// How an app addresses a page.
@@ -273,11 +278,15 @@ pub enum PagingStyle {
     Offset,
     /// Page numbers of a fixed size.
     Page,
+    /// An opaque token from each answer names the next page.
+    Cursor,
+    /// RFC 8288 `Link` headers name the next page.
+    Link,
 }
 
 impl Default for PagingSpec {
     fn default() -> Self {
-        Self { max_page_size: default_page_size(), style: PagingStyle::default() }
+        Self { max_page_size: default_page_size(), style: PagingStyle::default(), next: None }
     }
 }
 
@@ -305,8 +314,17 @@ pub struct MembersSpec {
     pub list: MemberListSpec,
     /// Adds one member; templates see `id` and `member_id` (app ids).
     pub add: CallSpec,
-    /// Removes one member; templates see `id` and `member_id`.
+    /// Removes one member; templates see `id` and `member_id` (and `entry` with `remove_uses_entry`).
     pub remove: CallSpec,
+    /// Statuses of `add`/`remove` that do not say whether the change happened (Redmine answers 422
+    /// both for "already a member" and "no such user"): after one, the gateway lists the members
+    /// and succeeds if the change is in place.
+    #[serde(default)]
+    pub verify_on: Vec<u16>,
+    /// The remove call needs the member's entry from the member list (`entry`), for apps where a
+    /// membership is a resource with its own id (`DELETE /members/{{ entry.member_id }}`).
+    #[serde(default)]
+    pub remove_uses_entry: bool,
 }
 
 fn default_member_type() -> String {
@@ -324,6 +342,10 @@ pub struct MemberListSpec {
     /// JSON Pointer to the member's app id inside an entry (default: the entry itself).
     #[serde(default)]
     pub member_id: Option<String>,
+    /// Expression computing the member's app id from `entry`, when no pointer reaches it (e.g. the
+    /// id is the last segment of a URL: `entry.user | basename`). Instead of `member_id`.
+    #[serde(default)]
+    pub member_id_from: Option<String>,
     #[serde(default)]
     pub total: Option<String>,
     #[serde(default)]

@@ -22,8 +22,16 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_fuel(Some(FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_recursion_limit(64);
+    env.add_filter("basename", basename);
     env
 });
+
+/// `"https://h/3.1/users/0a1b" | basename` → `"0a1b"`: the last path segment of a URL or path, for
+/// apps that name related objects by URL.
+fn basename(v: String) -> String {
+    let path = v.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
+    path.rsplit('/').next().unwrap_or_default().to_owned()
+}
 
 /// A template that did not compile or did not evaluate.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -257,6 +265,13 @@ mod tests {
     fn missing_values_are_null() {
         let e = Expr::compile("scim.name.givenName").unwrap();
         assert_eq!(e.eval(&ctx(json!({"scim": {}}))).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn basename_filter() {
+        let e = Expr::compile("entry.user | basename").unwrap();
+        let out = e.eval(&ctx(json!({"entry": {"user": "http://h/3.1/users/0a1b/"}}))).unwrap();
+        assert_eq!(out, json!("0a1b"));
     }
 
     #[test]

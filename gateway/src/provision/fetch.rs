@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::backend::BackendError;
-use crate::mapping::call::Call;
+use crate::backend::{AppResponse, BackendError};
+use crate::mapping::call::{AppRequest, Call};
 use crate::mapping::pointer::Pointer;
 use crate::mapping::spec::PagingStyle;
 use crate::mapping::template::{Context, StrTemplate};
@@ -16,8 +16,7 @@ pub struct Paging<'a> {
     pub call: &'a Call,
     pub items: &'a Pointer,
     pub total: Option<&'a Pointer>,
-    pub page_size: usize,
-    pub style: PagingStyle,
+    pub paging: &'a crate::mapping::Paging,
 }
 
 /// One window of a list: the items and the app's total, when it reports one.
@@ -38,23 +37,55 @@ pub fn transport_error(e: &BackendError, what: &str) -> ScimError {
     }
 }
 
-/// Renders and sends `call`, returning the answer's body on success (2xx or an `ok_statuses` code).
+/// Renders a call into a request.
+fn render(
+    tenant: &Tenant,
+    call: &Call,
+    ctx: &Context,
+    extra_query: &[(String, StrTemplate)],
+    what: &str,
+) -> Result<AppRequest, ScimError> {
+    call.render(ctx, &tenant.mapping.headers, extra_query).map_err(|e| {
+        ScimError::status(
+            500,
+            format!("{what}: mapping `{}` could not render the call: {}", tenant.mapping.name, e.message),
+        )
+    })
+}
+
+/// Sends a rendered request; any HTTP answer is returned, transport failures are SCIM errors.
+async fn send_request(tenant: &Tenant, req: &AppRequest, what: &str) -> Result<AppResponse, ScimError> {
+    tracing::debug!(tenant = %tenant.id, method = %req.method, path = %req.path, "app call");
+    tenant.backend.send(req).await.map_err(|e| transport_error(&e, what))
+}
+
+/// Renders and sends `call`; any HTTP answer is returned (for callers that judge statuses themselves).
+pub async fn send_raw(
+    tenant: &Tenant,
+    call: &Call,
+    ctx: &Context,
+    extra_query: &[(String, StrTemplate)],
+    what: &str,
+) -> Result<AppResponse, ScimError> {
+    send_request(tenant, &render(tenant, call, ctx, extra_query, what)?, what).await
+}
+
+/// Whether an answer counts as success for `call`.
+pub fn succeeded(call: &Call, status: u16) -> bool {
+    (200..300).contains(&status) || call.ok_statuses.contains(&status)
+}
+
+/// Renders and sends `call`, returning the answer on success (2xx or an `ok_statuses` code) and the
+/// mapped SCIM error otherwise.
 pub async fn send(
     tenant: &Tenant,
     call: &Call,
     ctx: &Context,
     extra_query: &[(String, StrTemplate)],
     what: &str,
-) -> Result<crate::backend::AppResponse, ScimError> {
-    let req = call.render(ctx, &tenant.mapping.headers, extra_query).map_err(|e| {
-        ScimError::status(
-            500,
-            format!("{what}: mapping `{}` could not render the call: {}", tenant.mapping.name, e.message),
-        )
-    })?;
-    tracing::debug!(tenant = %tenant.id, method = %req.method, path = %req.path, "app call");
-    let resp = tenant.backend.send(&req).await.map_err(|e| transport_error(&e, what))?;
-    if (200..300).contains(&resp.status) || call.ok_statuses.contains(&resp.status) {
+) -> Result<AppResponse, ScimError> {
+    let resp = send_raw(tenant, call, ctx, extra_query, what).await?;
+    if succeeded(call, resp.status) {
         Ok(resp)
     } else {
         Err(tenant.mapping.errors.translate(resp.status, &resp.body, what))
@@ -71,26 +102,39 @@ pub async fn window(
     want: usize,
     what: &str,
 ) -> Result<Window, ScimError> {
-    let size = paging.page_size.max(1);
+    let size = paging.paging.max_page_size.max(1);
+    let style = paging.paging.style;
     let mut items = Vec::with_capacity(want.min(1024));
     let mut total = None;
     let mut more = false;
-    // Page-numbered apps can only start at page boundaries: fetch from there and skip.
-    let (mut pos, mut skip) = match paging.style {
+    // Only offset paging can start anywhere; the others start at a page boundary (or the beginning)
+    // and skip what precedes `offset`.
+    let (mut pos, mut skip) = match style {
         PagingStyle::Offset => (offset, 0),
         PagingStyle::Page => ((offset / size) * size, offset % size),
+        PagingStyle::Cursor | PagingStyle::Link => (0, offset),
     };
+    let mut cursor = Value::String(String::new());
+    let mut next_url: Option<String> = None;
     while items.len() < want {
-        let limit = match paging.style {
-            PagingStyle::Offset => size.min(want - items.len()),
-            PagingStyle::Page => size,
+        let limit = match style {
+            PagingStyle::Offset => size.min(want + skip - items.len()),
+            _ => size,
         };
         let offset_v = Value::from(pos);
         let limit_v = Value::from(limit);
         let page_v = Value::from(pos / limit.max(1) + 1);
         let mut all: Vec<(&str, &Value)> = vars.to_vec();
-        all.extend([("offset", &offset_v), ("limit", &limit_v), ("page", &page_v)]);
-        let resp = send(tenant, paging.call, &Context::new(all), extra_query, what).await?;
+        all.extend([("offset", &offset_v), ("limit", &limit_v), ("page", &page_v), ("cursor", &cursor)]);
+        let mut req = render(tenant, paging.call, &Context::new(all), extra_query, what)?;
+        if let Some(url) = next_url.take() {
+            req.path = url;
+            req.query.clear();
+        }
+        let resp = send_request(tenant, &req, what).await?;
+        if !succeeded(paging.call, resp.status) {
+            return Err(tenant.mapping.errors.translate(resp.status, &resp.body, what));
+        }
         let page: Vec<Value> = match paging.items.get(&resp.body) {
             Some(Value::Array(a)) => a.clone(),
             // Many apps drop the key on an empty page.
@@ -104,11 +148,32 @@ pub async fn window(
         };
         total = paging.total.and_then(|p| p.get(&resp.body)).and_then(as_count).or(total);
         let got = page.len();
-        items.extend(page.into_iter().skip(skip).take(want - items.len()));
-        skip = 0;
+        let skipped = skip.min(got);
+        skip -= skipped;
+        items.extend(page.into_iter().skip(skipped).take(want - items.len()));
         pos += got;
-        let exhausted = got < limit || total.is_some_and(|t| pos >= t);
-        if exhausted {
+        let exhausted = match style {
+            PagingStyle::Offset | PagingStyle::Page => got < limit || total.is_some_and(|t| pos >= t),
+            PagingStyle::Cursor => match paging.paging.next.as_ref().and_then(|p| p.get(&resp.body)) {
+                Some(Value::String(s)) if !s.is_empty() => {
+                    cursor = Value::String(s.clone());
+                    false
+                }
+                Some(n @ Value::Number(_)) => {
+                    cursor = n.clone();
+                    false
+                }
+                _ => true,
+            },
+            PagingStyle::Link => match next_link(&resp.headers) {
+                Some(url) => {
+                    next_url = Some(url);
+                    false
+                }
+                None => true,
+            },
+        };
+        if exhausted || got == 0 {
             more = false;
             break;
         }
@@ -117,10 +182,43 @@ pub async fn window(
     Ok(Window { items, total, more })
 }
 
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get_all(reqwest::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(',').find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        })
+    })
+}
+
 fn as_count(v: &Value) -> Option<usize> {
     match v {
         Value::Number(n) => n.as_u64().map(|n| n as usize),
         Value::String(s) => s.parse().ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.append(
+            reqwest::header::LINK,
+            r#"<https://a/x?page=1>; rel="prev", <https://a/x?page=3>; rel="next""#.parse().unwrap(),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("https://a/x?page=3"));
+        let mut h = reqwest::header::HeaderMap::new();
+        h.append(reqwest::header::LINK, "</x?after=7>; rel=next".parse().unwrap());
+        assert_eq!(next_link(&h).as_deref(), Some("/x?after=7"));
+        assert_eq!(next_link(&reqwest::header::HeaderMap::new()), None);
     }
 }

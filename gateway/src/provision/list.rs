@@ -120,7 +120,7 @@ impl<'a> Ops<'a> {
 
     fn paging(&self) -> Paging<'a> {
         let l = &self.rm.list;
-        Paging { call: &l.call, items: &l.items, total: l.total.as_ref(), page_size: l.max_page_size, style: l.style }
+        Paging { call: &l.call, items: &l.items, total: l.total.as_ref(), paging: &l.paging }
     }
 
     async fn list_window(

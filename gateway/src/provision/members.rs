@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::fetch::{self, Paging};
 use super::{Ops, app_id_value, now, store_error};
-use crate::mapping::MembersMapping;
+use crate::mapping::template::Context;
+use crate::mapping::{MemberId, MembersMapping};
 use crate::scim::error::ScimError;
 use crate::store::Record;
 
@@ -23,16 +24,10 @@ impl Ops<'_> {
         self.rm.members.as_ref().ok_or_else(|| ScimError::invalid_path("this application keeps no group members"))
     }
 
-    /// App ids (JSON text) of a group's members.
-    async fn member_app_ids(&self, group_id: &Value) -> Result<Vec<String>, ScimError> {
+    /// A group's member-list entries with each member's app id (JSON text).
+    async fn member_list(&self, group_id: &Value) -> Result<Vec<(String, Value)>, ScimError> {
         let m = self.members_mapping()?;
-        let paging = Paging {
-            call: &m.list,
-            items: &m.items,
-            total: m.total.as_ref(),
-            page_size: m.max_page_size,
-            style: m.style,
-        };
+        let paging = Paging { call: &m.list, items: &m.items, total: m.total.as_ref(), paging: &m.paging };
         let what = self.what("list members of");
         let credentials = &self.tenant.credentials;
         let w = fetch::window(
@@ -53,18 +48,24 @@ impl Ops<'_> {
             ));
         }
         w.items
-            .iter()
+            .into_iter()
             .map(|entry| {
-                let v = match &m.member_id {
-                    Some(p) => p.get(entry),
-                    None => Some(entry),
+                let id = match &m.member_id {
+                    MemberId::Entry => Some(entry.clone()),
+                    MemberId::Pointer(p) => p.get(&entry).cloned(),
+                    MemberId::Expr(e) => e.eval(&Context::new([("entry", &entry)])).ok(),
                 };
-                match v {
-                    Some(v @ (Value::String(_) | Value::Number(_))) => Ok(v.to_string()),
+                match id {
+                    Some(v @ (Value::String(_) | Value::Number(_))) => Ok((v.to_string(), entry)),
                     _ => Err(ScimError::status(502, format!("{what}: a member entry has no id"))),
                 }
             })
             .collect()
+    }
+
+    /// App ids (JSON text) of a group's members.
+    async fn member_app_ids(&self, group_id: &Value) -> Result<Vec<String>, ScimError> {
+        Ok(self.member_list(group_id).await?.into_iter().map(|(id, _)| id).collect())
     }
 
     /// SCIM member entries for app ids.
@@ -135,14 +136,34 @@ impl Ops<'_> {
             })
     }
 
+    /// One add or remove. Removes that need the member's list entry look it up first (absent: the
+    /// member is already gone). Answers listed in `verify_on` are judged by the member list.
     async fn member_call(&self, add: bool, group_id: &Value, member_app_id: &str) -> Result<(), ScimError> {
         let m = self.members_mapping()?;
         let member: Value =
             serde_json::from_str(member_app_id).map_err(|_| ScimError::status(500, "stored app id is corrupt"))?;
         let (call, what) = if add { (&m.add, "add member to") } else { (&m.remove, "remove member from") };
         let what = self.what(what);
-        fetch::send(self.tenant, call, &self.ctx(&[("id", group_id), ("member_id", &member)]), &[], &what).await?;
-        Ok(())
+        let entry = if !add && m.remove_uses_entry {
+            match self.member_list(group_id).await?.into_iter().find(|(id, _)| id == member_app_id) {
+                Some((_, entry)) => entry,
+                None => return Ok(()),
+            }
+        } else {
+            Value::Null
+        };
+        let ctx = self.ctx(&[("id", group_id), ("member_id", &member), ("entry", &entry)]);
+        let resp = fetch::send_raw(self.tenant, call, &ctx, &[], &what).await?;
+        if fetch::succeeded(call, resp.status) {
+            return Ok(());
+        }
+        if m.verify_on.contains(&resp.status) {
+            let present = self.member_app_ids(group_id).await?.iter().any(|id| id == member_app_id);
+            if present == add {
+                return Ok(());
+            }
+        }
+        Err(self.tenant.mapping.errors.translate(resp.status, &resp.body, &what))
     }
 
     /// Adds one member (app id) to a group.
