@@ -1,9 +1,9 @@
 //! Lists and filters: choosing how to answer a query without scanning a tenant's data.
 //!
-//! In order of preference: `id eq` and store-held `externalId eq` are answered from the store; an
-//! `eq` the mapping can push down is answered by the app's own search; a plain page is the app's
-//! page. Only what none of these cover is answered by examining the app's objects, bounded by the
-//! tenant's `max_scan` (beyond it: 400 `tooMany`). Every candidate is checked against the full filter
+//! In order of preference: `id eq` is answered from the store; an `eq` the mapping can push down by
+//! the app's own search; `externalId eq` without such a search from the store's index; a plain page
+//! is the app's page. Only what none of these cover is answered by examining the app's objects,
+//! bounded by the tenant's `max_scan` (beyond it: 400 `tooMany`). Every candidate is checked against the full filter
 //! afterwards, so push-down may be looser than SCIM (case, extra conditions) but never wrong.
 
 use serde_json::Value;
@@ -79,15 +79,15 @@ impl<'a> Ops<'a> {
         if let Some(id) = plain("id") {
             return Plan::ById(id);
         }
-        if !self.rm.external_id_in_app
-            && let Some(e) = plain("externalId")
-        {
-            return Plan::ByExternalId(e);
-        }
+        // The app's own search is authoritative; the store's externalId index covers apps that
+        // cannot search it (or do not hold it at all).
         for t in &terms {
             if let Some((s, v)) = self.pushable(t) {
                 return Plan::Search(s, v);
             }
+        }
+        if let Some(e) = plain("externalId") {
+            return Plan::ByExternalId(e);
         }
         Plan::Scan
     }

@@ -289,7 +289,7 @@ impl<'a> Ops<'a> {
         let record = Record {
             id: uuid::Uuid::new_v4().to_string(),
             app_id: app_id.clone(),
-            external_id: if self.rm.external_id_in_app { None } else { external_id },
+            external_id,
             created: ts.clone(),
             last_modified: ts,
             version: 1,
@@ -443,9 +443,7 @@ impl<'a> Ops<'a> {
         let mut record = record;
         record.version += 1;
         record.last_modified = now();
-        if !self.rm.external_id_in_app {
-            record.external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
-        }
+        record.external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
         self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)?;
         // Apps that answer 204 (or a partial object) are read again for the truth.
         let app_view = match replace.result_of(&resp.body) {

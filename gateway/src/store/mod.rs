@@ -30,7 +30,8 @@ pub struct Record {
     pub id: String,
     /// The app's id as JSON text (`1001`, `"a1b2"`), which keeps its type for request bodies.
     pub app_id: String,
-    /// `externalId`, when the app cannot hold it.
+    /// `externalId` as last written through the gateway: the value itself when the app cannot hold
+    /// it, and an index for `externalId eq` filters on apps that cannot search it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// RFC 3339.
