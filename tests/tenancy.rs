@@ -155,3 +155,24 @@ fn run(args: &[&str], config: &Path) -> std::process::Output {
         .output()
         .expect("run scimbridge")
 }
+
+#[tokio::test]
+async fn a_tenant_may_answer_a_duplicate_create_with_the_existing_resource() {
+    let config = two_tenant_config();
+    let t = config.join("tenants/demo.yaml");
+    let text = std::fs::read_to_string(&t).unwrap().replace("on_duplicate: conflict", "on_duplicate: return_existing");
+    std::fs::write(&t, text).unwrap();
+    let gw = Gateway::serve(&config, &temp_dir("data"), DemoApp::start());
+    let first = gw.entra_create_user("twice@example.com").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let again = gw.entra_create_user("twice@example.com").await;
+    assert!(again.status.is_success(), "{:?}", again.body);
+    assert_eq!(again.body["id"], first.body["id"], "the existing user, not a new one");
+    let (_, v) = gw.app_get("/api/v1/accounts?login=twice%40example.com").await;
+    assert_eq!(v["paging"]["total"], 1, "one account in the app: {v}");
+    // The default tenant option (the other tenant) answers 409.
+    let b = format!("{}/other/scim/v2/Users", gw.url);
+    let body = serde_json::json!({"schemas": [USER], "userName": "twice@example.com", "active": true});
+    let dup = gw.scim_as(TOKEN_B, Method::POST, &b, Some(body), &[]).await;
+    assert_eq!((dup.status.as_u16(), dup.body["scimType"].clone()), (409, serde_json::json!("uniqueness")));
+}
