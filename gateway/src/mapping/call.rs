@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::spec::{BodyEncoding, CallSpec, IdFrom};
-use super::template::{Context, Escape, StrTemplate, TemplateError, ValueTemplate};
+use super::template::{Context, Escape, Expr, StrTemplate, TemplateError, ValueTemplate};
 
 /// A compiled call: everything but the values is fixed at load.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub struct Call {
     pub result: Option<super::pointer::Pointer>,
     /// Statuses that count as success besides 2xx.
     pub ok_statuses: Vec<u16>,
+    /// The call is made only when this is true.
+    pub when: Option<Expr>,
 }
 
 /// A rendered request, relative to the tenant's base URL: what would be sent, printable as is.
@@ -99,6 +101,7 @@ impl Call {
                 .transpose()
                 .map_err(|e| e.to_string())?,
             ok_statuses: spec.ok_statuses.clone(),
+            when: spec.when.as_deref().map(Expr::compile).transpose().map_err(|e| e.to_string())?,
         })
     }
 
@@ -137,6 +140,19 @@ impl Call {
                 }
                 None => None,
             },
+        })
+    }
+
+    /// Whether the call is to be made in this context (`when`, truthy; no `when`: always).
+    pub fn applies(&self, ctx: &Context) -> Result<bool, TemplateError> {
+        let Some(w) = &self.when else { return Ok(true) };
+        Ok(match w.eval(ctx)? {
+            Value::Bool(b) => b,
+            Value::Null => false,
+            Value::String(s) => !s.is_empty(),
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
         })
     }
 

@@ -246,7 +246,10 @@ pub struct ResourceMapping {
     pub attributes: Vec<AttrMap>,
     pub create: Call,
     pub read: Call,
-    pub replace: Option<Call>,
+    /// The update calls (PUT and PATCH), in order; empty when the app cannot update.
+    pub update: Vec<Call>,
+    /// Whether an update needs the current app object first (several calls, or a `when`).
+    pub update_reads_current: bool,
     pub delete: Call,
     pub list: ListMapping,
     pub members: Option<MembersMapping>,
@@ -373,7 +376,18 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     let ops = &spec.operations;
     let create = call(&ops.create, "create");
     let read = call(&ops.read, "read");
-    let replace = ops.replace.as_ref().map(|c| call(c, "replace"));
+    let update: Vec<Option<Call>> = match &ops.replace {
+        Some(r) => {
+            let calls = r.to_vec();
+            let many = calls.len() > 1;
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| call(c, &if many { format!("replace[{i}]") } else { "replace".to_owned() }))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let delete = call(&ops.delete, "delete");
     let list = compile_list(&ops.list, full, &format!("{loc}.operations.list"), &mut errors);
     let members = match &spec.members {
@@ -401,24 +415,24 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     let (Some(id), Some(create), Some(read), Some(delete), Some(list)) = (id, create, read, delete, list) else {
         return Err(errors);
     };
-    let replace = match replace {
-        Some(Some(r)) => Some(r),
-        Some(None) => return Err(errors),
-        None => None,
+    let Some(update) = update.into_iter().collect::<Option<Vec<Call>>>() else {
+        return Err(errors);
     };
+    let update_reads_current = update.len() > 1 || update.iter().any(|c| c.when.is_some());
     if !errors.is_empty() {
         return Err(errors);
     }
     let external_id_in_app =
         attributes.iter().any(|a| a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.name == "externalId"));
-    let schema = super::transform::published_schema(full, &attributes, members.as_ref(), replace.is_some());
+    let schema = super::transform::published_schema(full, &attributes, members.as_ref(), !update.is_empty());
     Ok(ResourceMapping {
         kind,
         id,
         attributes,
         create,
         read,
-        replace,
+        update,
+        update_reads_current,
         delete,
         list,
         members,
@@ -830,6 +844,26 @@ resources:
         assert!(e[0].location.ends_with("operations.create") && e[0].message.contains("unsupported HTTP method"));
         let e = mapping("      - scim: title\n        app: /t\n        to_app: \"value |\"", "POST").unwrap_err();
         assert!(e[0].location.ends_with("attributes[1].to_app"), "{:?}", e[0]);
+    }
+
+    #[test]
+    fn updates_are_one_call_or_several_guarded_calls() {
+        let with = |replace: &str| {
+            let text = format!(
+                "app: t\nresources:\n  User:\n    id: /id\n    attributes:\n      - scim: userName\n        app: /login\n    operations:\n      create: {{ method: POST, path: /u }}\n      read: {{ method: GET, path: /u }}\n      delete: {{ method: DELETE, path: /u }}\n{replace}      list:\n        request: {{ method: GET, path: /u }}\n        items: /items\n"
+            );
+            compile(&crate::config::parse_yaml::<MappingFile>(&text).expect("yaml")).map(|m| {
+                let r = m.resource(ResourceKind::User).expect("user");
+                (r.update.len(), r.update_reads_current, r.schema.find(None, "userName", None).map(|a| a.mutability))
+            })
+        };
+        assert_eq!(with("").unwrap(), (0, false, Some(schema::Mutability::Immutable)), "no update: immutable");
+        assert_eq!(with("      replace: { method: PUT, path: /u }\n").unwrap().0, 1);
+        let many = "      replace:\n        - { method: PATCH, path: /u }\n        - { method: POST, path: /v, when: \"app.login != current.login\" }\n";
+        assert_eq!(with(many).unwrap(), (2, true, Some(schema::Mutability::ReadWrite)));
+        let bad = "      replace:\n        - { method: PATCH, path: /u }\n        - { method: PATCH, path: /u, when: \"app.login !=\" }\n";
+        let e = with(bad).unwrap_err();
+        assert!(e[0].location.ends_with("operations.replace[1]"), "{e:?}");
     }
 
     #[test]

@@ -172,16 +172,35 @@ pub struct AttributeSpec {
 }
 
 /// The calls behind each operation. `read`, `create` and `delete` are required; `replace` carries
-/// PUT and PATCH; `list` carries paging and filter push-down.
+/// PUT and PATCH (one call, or several run in order, each optionally guarded by `when`); `list`
+/// carries paging and filter push-down.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationsSpec {
     pub create: CallSpec,
     pub read: CallSpec,
     #[serde(default)]
-    pub replace: Option<CallSpec>,
+    pub replace: Option<OneOrMany<CallSpec>>,
     pub delete: CallSpec,
     pub list: ListSpec,
+}
+
+/// One value or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The values, in order.
+    pub fn to_vec(&self) -> Vec<&T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v.iter().collect(),
+        }
+    }
 }
 
 /// One HTTP call and where its answer is.
@@ -214,6 +233,10 @@ pub struct CallSpec {
     /// Extra statuses that count as success (e.g. `[409]` for an add that already happened).
     #[serde(default)]
     pub ok_statuses: Vec<u16>,
+    /// For update calls: an expression; the call is made only when it is true (variables: `app`,
+    /// `current` (the app object before the update), `scim`, `id`, `credentials`).
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 /// How a call's body is encoded.

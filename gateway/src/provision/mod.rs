@@ -363,7 +363,7 @@ impl<'a> Ops<'a> {
         check_if_match(if_match, &record)?;
         let input = resource::normalize(body, &self.rm.schema)?;
         log_ignored(&input.ignored, &what);
-        let (record, app_view) = self.write(record, input.resource, true, &what).await?;
+        let (record, app_view) = self.write(record, input.resource, true, None, &what).await?;
         self.respond(&record, &app_view).await
     }
 
@@ -385,13 +385,14 @@ impl<'a> Ops<'a> {
             return Ok(None);
         }
         let touches_members = self.rm.members.is_some() && ops.iter().any(op_touches_members);
-        let (_, current) = self.load(&record, touches_members).await?;
+        let (current_app, current) = self.load(&record, touches_members).await?;
         let mut next = current.clone();
         patch::apply(&mut next, &ops, &self.rm.schema)?;
         if next == current {
             return Ok(if is_group { None } else { Some(self.written(&record, current)) });
         }
-        let (record, app_view) = self.write(record, strip_meta(next), touches_members, &what).await?;
+        let (record, app_view) =
+            self.write(record, strip_meta(next), touches_members, Some(current_app), &what).await?;
         if is_group {
             return Ok(None);
         }
@@ -410,21 +411,23 @@ impl<'a> Ops<'a> {
     }
 
     /// Writes a whole new SCIM state of an existing resource to the app, then the store. Returns the
-    /// new record and the app object as the app now holds it.
+    /// new record and the app object as the app now holds it. `current` is the app object before
+    /// the change, when the caller already has it.
     async fn write(
         &self,
         record: Record,
         scim: Value,
         set_members: bool,
+        current: Option<Value>,
         what: &str,
     ) -> Result<(Record, Value), ScimError> {
-        let Some(replace) = &self.rm.replace else {
+        if self.rm.update.is_empty() {
             return Err(ScimError::new(
                 400,
                 ScimType::Mutability,
                 format!("{what}: the application cannot update a {}", self.kind.name()),
             ));
-        };
+        }
         let app_obj = self.to_app(&scim).await?;
         let desired_members = match (&self.rm.members, set_members) {
             (Some(_), true) => Some(match get_ci(&scim, "members") {
@@ -434,9 +437,24 @@ impl<'a> Ops<'a> {
             _ => None,
         };
         let id = app_id_value(&record)?;
-        let resp =
-            fetch::send(self.tenant, replace, &self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim)]), &[], what)
-                .await?;
+        let current = match current {
+            Some(c) => c,
+            None if self.rm.update_reads_current => self.read_app(&record).await?,
+            None => Value::Null,
+        };
+        let ctx = self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim), ("current", &current)]);
+        let mut answered = None;
+        for call in &self.rm.update {
+            let go = call.applies(&ctx).map_err(|e| {
+                ScimError::status(
+                    500,
+                    format!("{what}: mapping `{}`: `when` failed: {}", self.tenant.mapping.name, e.message),
+                )
+            })?;
+            if go {
+                answered = Some((call, fetch::send(self.tenant, call, &ctx, &[], what).await?));
+            }
+        }
         if let Some(desired) = desired_members {
             self.set_members(&id, desired).await?;
         }
@@ -445,9 +463,11 @@ impl<'a> Ops<'a> {
         record.last_modified = now();
         record.external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
         self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)?;
-        // Apps that answer 204 (or a partial object) are read again for the truth.
-        let app_view = match replace.result_of(&resp.body) {
-            Some(v) if v.is_object() && self.app_id_of(v, what).is_ok() => v.clone(),
+        // One call answering the whole object is the truth; otherwise (204, partial objects, several
+        // calls) the object is read again.
+        let single = self.rm.update.len() == 1;
+        let app_view = match answered.as_ref().and_then(|(call, resp)| call.result_of(&resp.body)) {
+            Some(v) if single && v.is_object() && self.app_id_of(v, what).is_ok() => v.clone(),
             _ => self.read_app(&record).await?,
         };
         Ok((record, app_view))

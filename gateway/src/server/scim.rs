@@ -38,7 +38,7 @@ fn schemas_of(tenant: &Tenant) -> Vec<ResourceSchema> {
 pub fn provider_config(state: &AppState, tenant: &Tenant) -> ProviderConfig {
     ProviderConfig {
         documentation_uri: None,
-        patch: tenant.mapping.resources().all(|r| r.replace.is_some()),
+        patch: tenant.mapping.resources().all(|r| !r.update.is_empty()),
         bulk: Bulk {
             supported: true,
             max_operations: state.limits.bulk.max_operations,
