@@ -210,6 +210,14 @@ pub enum MemberId {
     Expr(Expr),
 }
 
+/// A sub-resource read with the object.
+#[derive(Debug)]
+pub struct Extra {
+    pub into: Pointer,
+    pub call: Call,
+    pub optional: bool,
+}
+
 /// The list call.
 #[derive(Debug)]
 pub struct ListMapping {
@@ -218,6 +226,8 @@ pub struct ListMapping {
     pub total: Option<Pointer>,
     pub paging: Paging,
     pub search: Vec<Search>,
+    /// Listed objects are read again (their list form is partial).
+    pub reread: bool,
 }
 
 /// How group membership is reached in the app.
@@ -253,6 +263,8 @@ pub struct ResourceMapping {
     pub delete: Call,
     pub list: ListMapping,
     pub members: Option<MembersMapping>,
+    /// Sub-resources read with the object.
+    pub extras: Vec<Extra>,
     /// The SCIM schema clients see: only what this mapping can hold.
     pub schema: ResourceSchema,
     /// Whether `externalId` lives in the app (else the gateway's store keeps it).
@@ -389,7 +401,21 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         None => Vec::new(),
     };
     let delete = call(&ops.delete, "delete");
-    let list = compile_list(&ops.list, full, &format!("{loc}.operations.list"), &mut errors);
+    let mut list = compile_list(&ops.list, full, &format!("{loc}.operations.list"), &mut errors);
+    let mut extras = Vec::new();
+    for (i, e) in spec.extras.iter().enumerate() {
+        let eloc = format!("{loc}.extras[{i}]");
+        let into = parse_pointer(&e.into, &format!("{eloc}.into"), &mut errors);
+        match (into, Call::compile(&e.request)) {
+            (Some(into), Ok(call)) if !into.is_root() => extras.push(Extra { into, call, optional: e.optional }),
+            (Some(_), Ok(_)) => errors.push(err(format!("{eloc}.into"), "`into` must name a field")),
+            (_, Err(m)) => errors.push(err(format!("{eloc}.request"), m)),
+            (None, Ok(_)) => {}
+        }
+    }
+    if let Some(l) = &mut list {
+        l.reread |= !extras.is_empty();
+    }
     let members = match &spec.members {
         Some(m) if kind == ResourceKind::Group => compile_members(m, &format!("{loc}.members"), &mut errors),
         Some(_) => {
@@ -436,6 +462,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         delete,
         list,
         members,
+        extras,
         schema,
         external_id_in_app,
     })
@@ -677,6 +704,7 @@ fn compile_list(
         total: total.map(|t| t.ok_or(())).transpose().ok()?,
         paging: paging?,
         search,
+        reread: spec.partial,
     })
 }
 

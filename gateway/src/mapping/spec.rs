@@ -116,6 +116,23 @@ pub struct ResourceSpec {
     /// Group membership, when the app keeps members apart from the group object.
     #[serde(default)]
     pub members: Option<MembersSpec>,
+    /// Sub-resources the app keeps apart from the object (preferences, addresses): each is read
+    /// with the object and placed in it at `into`, so attribute lines can map its fields.
+    #[serde(default)]
+    pub extras: Vec<ExtraSpec>,
+}
+
+/// One sub-resource read with the object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraSpec {
+    /// Where in the app object the answer goes (e.g. `/preferences`).
+    pub into: String,
+    /// The call; templates see `id` and `app` (the object read so far).
+    pub request: CallSpec,
+    /// A 404 means "none" (`null` at `into`) rather than an error.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Which way an attribute mapping applies.
@@ -273,6 +290,10 @@ pub struct ListSpec {
     /// SCIM attribute → extra query parameters that make the app search for `value` (an `eq` filter).
     #[serde(default)]
     pub search: BTreeMap<String, SearchSpec>,
+    /// The list's items lack fields the single read has (or the resource has `extras`): each listed
+    /// object is read again. Costs one read per item; use only when the app needs it.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// How the list call pages. Templates see `offset` (0-based), `limit`, `page` (1-based).

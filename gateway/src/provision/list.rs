@@ -144,12 +144,24 @@ impl<'a> Ops<'a> {
         .await
     }
 
-    /// Records for app objects, adopting those the gateway has not seen.
+    /// Records for listed app objects, adopting those the gateway has not seen; objects whose list
+    /// form is partial are read again (one gone in between is left out).
     async fn records_for(&self, apps: Vec<Value>) -> Result<Vec<(Record, Value)>, ScimError> {
         let what = self.what("list");
         let ids = apps.iter().map(|a| self.app_id_of(a, &what)).collect::<Result<Vec<_>, _>>()?;
         let records = self.p.store.adopt(&self.tenant.id, self.kind, ids, &now()).await.map_err(store_error)?;
-        Ok(records.into_iter().zip(apps).collect())
+        if !self.rm.list.reread {
+            return Ok(records.into_iter().zip(apps).collect());
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            match self.read_app(&record).await {
+                Ok(app) => out.push((record, app)),
+                Err(e) if e.status == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// One stored record and its app object, or nothing when either is gone.

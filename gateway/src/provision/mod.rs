@@ -132,17 +132,27 @@ impl<'a> Ops<'a> {
         Context::new(all)
     }
 
-    /// Reads the app object behind a record.
+    /// Reads the app object behind a record, with its `extras`.
     async fn read_app(&self, record: &Record) -> Result<Value, ScimError> {
         let id = app_id_value(record)?;
         let what = self.what("read");
         let resp = fetch::send(self.tenant, &self.rm.read, &self.ctx(&[("id", &id)]), &[], &what).await?;
-        self.rm.read.result_of(&resp.body).cloned().ok_or_else(|| {
+        let mut app = self.rm.read.result_of(&resp.body).cloned().ok_or_else(|| {
             ScimError::status(
                 502,
                 format!("{what}: the application's answer has no object where the mapping expects it"),
             )
-        })
+        })?;
+        for extra in &self.rm.extras {
+            let ctx = self.ctx(&[("id", &id), ("app", &app)]);
+            let value = match fetch::send(self.tenant, &extra.call, &ctx, &[], &what).await {
+                Ok(resp) => extra.call.result_of(&resp.body).cloned().unwrap_or(Value::Null),
+                Err(e) if e.status == 404 && extra.optional => Value::Null,
+                Err(e) => return Err(e),
+            };
+            extra.into.set(&mut app, value);
+        }
+        Ok(app)
     }
 
     /// App id → SCIM id for every reference in `apps` (adopting objects the gateway has not seen).
