@@ -176,3 +176,24 @@ async fn a_tenant_may_answer_a_duplicate_create_with_the_existing_resource() {
     let dup = gw.scim_as(TOKEN_B, Method::POST, &b, Some(body), &[]).await;
     assert_eq!((dup.status.as_u16(), dup.body["scimType"].clone()), (409, serde_json::json!("uniqueness")));
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_found_again_not_duplicated() {
+    let config = two_tenant_config();
+    let t = config.join("tenants/demo.yaml");
+    let text = std::fs::read_to_string(&t).unwrap().replace("backend:\n", "backend:\n  timeout_ms: 300\n");
+    std::fs::write(&t, text).unwrap();
+    // The app commits each create, then answers only after the gateway has given up waiting.
+    let gw = Gateway::serve(&config, &temp_dir("data"), DemoApp::start_with(&["--create-delay-ms", "1500"]));
+    let created = gw.entra_create_user("lost@example.com").await;
+    assert_eq!(created.status, 201, "the gateway finds the created account: {:?}", created.body);
+    let id = created.id();
+    assert_eq!(created.body["userName"], "lost@example.com");
+    let read = gw.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(read.status, 200);
+    // A retry of the same create is a duplicate, not a second account.
+    let retry = gw.entra_create_user("lost@example.com").await;
+    assert_eq!(retry.status, 409, "{:?}", retry.body);
+    let (_, v) = gw.app_get("/api/v1/accounts?login=lost%40example.com").await;
+    assert_eq!(v["paging"]["total"], 1, "exactly one account: {v}");
+}

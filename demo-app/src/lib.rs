@@ -25,11 +25,21 @@ pub struct Config {
     /// Shared secret expected in the `X-Api-Key` header of every `/api`
     /// request. An empty key admits no one.
     pub api_key: String,
+    /// Fault injection for tests: how long an account create waits, after committing, before it
+    /// answers (a gateway with a shorter timeout then loses the answer of a create that happened).
+    pub create_delay: std::time::Duration,
+}
+
+impl Config {
+    /// A config with `api_key` and no fault injection.
+    pub fn new(api_key: impl Into<String>) -> Self {
+        Self { api_key: api_key.into(), create_delay: std::time::Duration::ZERO }
+    }
 }
 
 /// The app as an axum router, for in-process tests.
 pub fn router(config: Config) -> axum::Router {
-    api::router(&config.api_key)
+    api::router(&config.api_key, config.create_delay)
 }
 
 /// Serves the app on `listener` until `shutdown` resolves, then finishes

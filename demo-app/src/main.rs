@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("demo-app listening on http://{}", args.listen);
-    let config = Config { api_key: args.api_key };
+    let config = Config::new(args.api_key);
     match demo_app::serve(listener, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -56,6 +56,9 @@ enum Command {
         /// The API key the app accepts.
         #[arg(long, env = "DEMO_APP_API_KEY", hide_env_values = true)]
         api_key: String,
+        /// Test fault injection: delay account-create answers (after committing) by this much.
+        #[arg(long, default_value_t = 0, hide = true)]
+        create_delay_ms: u64,
     },
     /// Bearer tokens for tenant files.
     #[command(subcommand)]
@@ -128,10 +131,14 @@ async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<Ex
             Some(prep) => demo(prep, config).await,
             None => Ok(ExitCode::FAILURE),
         },
-        Command::DemoApp { listen, api_key } => {
+        Command::DemoApp { listen, api_key, create_delay_ms } => {
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
             println!("demo-app listening on http://{}", listener.local_addr()?);
-            demo_app::serve(listener, demo_app::Config { api_key }, shutdown_signal()).await?;
+            let config = demo_app::Config {
+                create_delay: std::time::Duration::from_millis(create_delay_ms),
+                ..demo_app::Config::new(api_key)
+            };
+            demo_app::serve(listener, config, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(t) => token(t),
@@ -224,8 +231,7 @@ impl DemoPrep {
 async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let app_listener = tokio::net::TcpListener::from_std(prep.app)?;
     println!("demo-app listening on http://{}", app_listener.local_addr()?);
-    let app =
-        tokio::spawn(demo_app::serve(app_listener, demo_app::Config { api_key: prep.api_key }, shutdown_signal()));
+    let app = tokio::spawn(demo_app::serve(app_listener, demo_app::Config::new(prep.api_key), shutdown_signal()));
     let Some(registry) = load(&config_dir) else {
         eprintln!("refusing to start: fix the configuration above (run from the repository root, or pass --config)");
         return Ok(ExitCode::FAILURE);

@@ -91,7 +91,7 @@ if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ] || ! "$VENV/bin/python
     || { tail -20 "$DATA/pip.log" >&2; die "pip install failed; see $DATA/pip.log"; }
   printf '%s' "${PINS[*]}" > "$VENV/.pins"
 fi
-flock -u 8
+exec 8>&-   # release the venv lock
 
 # 2. configure (rewritten on every start so PORT always matches; password kept per DATA_DIR)
 umask 077
@@ -152,8 +152,9 @@ if ! alive; then
   port_busy && die "port $PORT is already in use by another process"
   rm -f "$DATA/master.pid" "$DATA"/locks/master.lck*
   log "starting mailman on $BASE (log: $DATA/logs/mailman.log)"
-  # `mailman start` daemonizes but keeps the caller's stdout open: redirect it
-  mm start </dev/null >"$DATA/start.log" 2>&1 \
+  # `mailman start` daemonizes but keeps the caller's stdout open: redirect it (and do
+  # not let the daemon inherit the lock fd 9, or every later run waits for the lock)
+  mm start </dev/null >"$DATA/start.log" 2>&1 9>&- \
     || { cat "$DATA/start.log" >&2; die "mailman start failed; see $DATA/start.log"; }
 fi
 ok() { curl -sf -m 2 -u "$ADMIN_USER:$ADMIN_PASS" "$BASE/system/versions" >/dev/null; }

@@ -144,7 +144,7 @@ if ! alive; then
   rm -f "$PIDFILE"     # a stale pid file makes `rails server` refuse to start
   log "starting redmine on $BASE (log: $DATA/log/server.out)"
   setsid bin/rails server -e production -b 127.0.0.1 -p "$PORT" -P "$PIDFILE" \
-    </dev/null >"$DATA/log/server.out" 2>&1 &
+    </dev/null >"$DATA/log/server.out" 2>&1 9>&- &   # 9>&-: the server must not hold the lock
 fi
 ok() { curl -sf -m 2 -H "X-Redmine-API-Key: $REDMINE_API_KEY" "$BASE/users/current.json" >/dev/null; }
 for _ in $(seq 1 600); do ok && break; sleep 0.1; done   # boot takes ~6 s

@@ -84,9 +84,14 @@ pub struct DemoApp {
 
 impl DemoApp {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The demo app with extra command-line arguments (e.g. fault injection).
+    pub fn start_with(args: &[&str]) -> Self {
         let api_key = format!("key-{}", uuid());
         let mut cmd = Command::new(binary());
-        cmd.args(["demo-app", "--listen", "127.0.0.1:0"]).env("DEMO_APP_API_KEY", &api_key);
+        cmd.args(["demo-app", "--listen", "127.0.0.1:0"]).args(args).env("DEMO_APP_API_KEY", &api_key);
         let (proc, found) = Proc::start(cmd, &["demo-app listening on "]);
         Self { proc, url: found[0].clone(), api_key, http: reqwest::Client::new() }
     }

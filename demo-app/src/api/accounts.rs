@@ -44,10 +44,15 @@ pub async fn list(State(state): State<Arc<AppState>>, mut params: Params) -> Res
 /// `POST /accounts`
 pub async fn create(State(state): State<Arc<AppState>>, JsonObject(body): JsonObject) -> Result<Response> {
     let input = AccountInput::from_body(body)?;
-    let mut store = state.store.write().await;
-    let account = store.accounts.create(input, Timestamp::now())?;
+    let account = {
+        let mut store = state.store.write().await;
+        store.accounts.create(input, Timestamp::now())?.clone()
+    };
     tracing::debug!(id = account.id, login = %account.login, "account created");
-    Ok(created(format!("/api/v1/accounts/{}", account.id), One { account }))
+    if !state.create_delay.is_zero() {
+        tokio::time::sleep(state.create_delay).await;
+    }
+    Ok(created(format!("/api/v1/accounts/{}", account.id), One { account: &account }))
 }
 
 /// `GET /accounts/{id}`

@@ -26,11 +26,14 @@ use crate::store::Store;
 pub struct AppState {
     pub store: RwLock<Store>,
     pub api_key: ApiKey,
+    /// Test fault injection: delay before answering an account create.
+    pub create_delay: std::time::Duration,
 }
 
 /// Builds the full app: `/health` plus the authenticated `/api/v1` routes.
-pub fn router(api_key: &str) -> Router {
-    let state = Arc::new(AppState { store: RwLock::new(Store::default()), api_key: ApiKey::new(api_key) });
+pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
+    let state =
+        Arc::new(AppState { store: RwLock::new(Store::default()), api_key: ApiKey::new(api_key), create_delay });
     let api = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/accounts/{id}", get(accounts::show).put(accounts::replace).delete(accounts::delete))

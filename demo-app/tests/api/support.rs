@@ -36,7 +36,7 @@ impl Reply {
 
 impl App {
     pub fn new() -> Self {
-        Self(demo_app::router(demo_app::Config { api_key: KEY.into() }))
+        Self(demo_app::router(demo_app::Config::new(KEY)))
     }
 
     /// Sends a request with the right API key.

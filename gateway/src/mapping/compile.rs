@@ -189,6 +189,8 @@ pub struct Search {
     pub name: String,
     pub sub: Option<String>,
     pub query: Vec<(String, StrTemplate)>,
+    /// A single-object lookup call, instead of list query parameters.
+    pub lookup: Option<Call>,
 }
 
 /// How a list call pages.
@@ -696,7 +698,25 @@ fn compile_list(
             None => None,
         };
         let query = compile_pairs(&s.query, &sloc, errors);
-        search.push(Search { urn, name: top.name.clone(), sub, query });
+        let lookup = match (&s.lookup, s.query.is_empty()) {
+            (Some(c), true) => match Call::compile(c) {
+                Ok(c) => Some(c),
+                Err(m) => {
+                    errors.push(err(format!("{sloc}.lookup"), m));
+                    continue;
+                }
+            },
+            (Some(_), false) => {
+                errors.push(err(&sloc, "give `query` or `lookup`, not both"));
+                continue;
+            }
+            (None, true) => {
+                errors.push(err(&sloc, "a search needs `query` (list parameters) or `lookup` (a call)"));
+                continue;
+            }
+            (None, false) => None,
+        };
+        search.push(Search { urn, name: top.name.clone(), sub, query, lookup });
     }
     Some(ListMapping {
         call: call?,

@@ -344,7 +344,12 @@ fn default_page_size() -> usize {
 pub struct SearchSpec {
     /// Query parameters added to the list call; templates see `value`. Results are always re-checked
     /// against the whole filter, so an app search that is looser than SCIM's `eq` is safe.
+    #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// Instead of `query`: a call that fetches the one object with this value (`GET /users/{{ value }}`);
+    /// a 404 means no match.
+    #[serde(default)]
+    pub lookup: Option<CallSpec>,
 }
 
 /// Group membership held by the app apart from the group object.

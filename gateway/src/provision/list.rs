@@ -208,6 +208,30 @@ impl<'a> Ops<'a> {
         Ok(out)
     }
 
+    /// App objects matching `f`, without adopting them: for deciding whether an object the store
+    /// does not know yet exists in the app (a create whose answer was lost).
+    pub(super) async fn unadopted_matches(&self, f: &Filter) -> Result<Vec<Value>, ScimError> {
+        let apps = match self.plan(Some(f), false) {
+            Plan::Search(Search { lookup: Some(call), .. }, v) => {
+                let value = Value::String(v.to_owned());
+                match fetch::send(self.tenant, call, &self.ctx(&[("value", &value)]), &[], &self.what("look up")).await
+                {
+                    Ok(resp) => call.result_of(&resp.body).filter(|o| o.is_object()).cloned().into_iter().collect(),
+                    Err(e) if e.status == 404 => Vec::new(),
+                    Err(e) => return Err(e),
+                }
+            }
+            Plan::Search(s, v) => self.bounded(&s.query, Some(v)).await?,
+            _ => self.bounded(&[], None).await?,
+        };
+        let none = |_: crate::mapping::ResourceKind, _: &str| None;
+        let base = self.p.base_url(&self.tenant.id);
+        Ok(apps
+            .into_iter()
+            .filter(|app| f.matches(&crate::mapping::transform::to_scim(self.rm, app, &none, &base), &self.rm.schema))
+            .collect())
+    }
+
     /// The resources matching `f` (unpaged), for internal lookups.
     pub(super) async fn find(&self, f: &Filter) -> Result<Vec<(Record, Value)>, ScimError> {
         let candidates = self.candidates(self.plan(Some(f), false)).await?;
@@ -225,6 +249,18 @@ impl<'a> Ops<'a> {
             Plan::ByExternalId(e) => {
                 let r = self.p.store.by_external_id(&self.tenant.id, self.kind, e).await.map_err(store_error)?;
                 self.single(r).await
+            }
+            Plan::Search(Search { lookup: Some(call), .. }, v) => {
+                let value = Value::String(v.to_owned());
+                let what = self.what("look up");
+                match fetch::send(self.tenant, call, &self.ctx(&[("value", &value)]), &[], &what).await {
+                    Ok(resp) => match call.result_of(&resp.body) {
+                        Some(obj) if obj.is_object() => self.records_for(vec![obj.clone()]).await,
+                        _ => Ok(Vec::new()),
+                    },
+                    Err(e) if e.status == 404 => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
             }
             Plan::Search(s, v) => {
                 let apps = self.bounded(&s.query, Some(v)).await?;

@@ -286,6 +286,14 @@ impl<'a> Ops<'a> {
             Err(e) if e.status == 409 && self.tenant.options.on_duplicate == OnDuplicate::ReturnExisting => {
                 return self.existing_for(&scim).await?.ok_or(e);
             }
+            // The request may have reached the app and only the answer was lost: look before failing,
+            // so a retry does not create a second object.
+            Err(e) if matches!(e.status, 502 | 504) => {
+                return match self.recover_create(&scim, &member_ids).await? {
+                    Some(w) => Ok(w),
+                    None => Err(e),
+                };
+            }
             other => other?,
         };
         let created = self.rm.create.result_of(&resp.body).cloned().unwrap_or(Value::Null);
@@ -339,6 +347,54 @@ impl<'a> Ops<'a> {
         let members = if self.rm.members.is_some() { Some(self.member_entries(added).await?) } else { None };
         let res = self.resource_of(&record, &app_view, &refs, members);
         Ok(self.written(&record, res))
+    }
+
+    /// After a create whose answer was lost: the object the app holds under this resource's unique
+    /// name, if the store has never seen it, is the one just created: it is recorded and answered.
+    /// One the store knows is a real duplicate.
+    async fn recover_create(&self, scim: &Value, member_ids: &[String]) -> Result<Option<Written>, ScimError> {
+        let key = match self.kind {
+            ResourceKind::User => "userName",
+            ResourceKind::Group => "displayName",
+        };
+        let Some(value) = get_ci(scim, key).and_then(Value::as_str) else { return Ok(None) };
+        let f = filter::Filter::Compare {
+            path: AttrPath::new(key),
+            op: filter::CompareOp::Eq,
+            value: Value::String(value.to_owned()),
+        };
+        let what = self.what("create");
+        let found = self.unadopted_matches(&f).await?;
+        let [app] = found.as_slice() else { return Ok(None) };
+        let app_id = self.app_id_of(app, &what)?;
+        if self.p.store.by_app_id(&self.tenant.id, self.kind, &app_id).await.map_err(store_error)?.is_some() {
+            return Err(ScimError::new(409, ScimType::Uniqueness, format!("{what}: `{value}` already exists")));
+        }
+        tracing::warn!(tenant = %self.tenant.id, "create answer lost; found the created object and recorded it");
+        let ts = now();
+        let record = Record {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_id,
+            external_id: get_ci(scim, "externalId").and_then(Value::as_str).map(str::to_owned),
+            created: ts.clone(),
+            last_modified: ts,
+            version: 1,
+        };
+        if let Some(holder) = self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)? {
+            return Err(ScimError::new(
+                409,
+                ScimType::Uniqueness,
+                format!("{what}: already exists as `{}`", holder.id),
+            ));
+        }
+        let group_id = app_id_value(&record)?;
+        for m in member_ids {
+            self.add_member(&group_id, m).await?;
+        }
+        let refs = self.read_refs(&[app]).await?;
+        let members = if self.rm.members.is_some() { Some(self.members_of(&group_id).await?) } else { None };
+        let res = self.resource_of(&record, app, &refs, members);
+        Ok(Some(self.written(&record, res)))
     }
 
     /// Removes an app object whose record could not be written (best effort, logged).
