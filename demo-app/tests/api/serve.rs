@@ -19,7 +19,7 @@ async fn serves_over_tcp_until_shutdown() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let config = Config { api_key: "k".into() };
+    let config = Config::new("k");
     let server = tokio::spawn(demo_app::serve(listener, config, async {
         let _ = stopped.await;
     }));
