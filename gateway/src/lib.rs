@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod explain;
 pub mod mapping;
 pub mod provision;
 pub mod scim;

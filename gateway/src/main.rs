@@ -37,6 +37,22 @@ enum Command {
         #[arg(long, default_value = ".")]
         config: PathBuf,
     },
+    /// Show the app calls a SCIM request would cause, without sending anything.
+    Explain {
+        /// Directory holding `tenants/` and `mappings/`.
+        #[arg(long, default_value = ".")]
+        config: PathBuf,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// HTTP method: GET, POST, PUT, PATCH, DELETE.
+        method: String,
+        /// Path under the tenant's SCIM base, with any query: `/Users?filter=userName eq "x"`.
+        target: String,
+        /// A file with the JSON body, or `-` for standard input.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
     /// Run the demo: the demo app and the gateway with the demo tenant, together.
     Demo {
         /// Gateway listen address.
@@ -127,6 +143,7 @@ async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<Ex
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Check { config } => Ok(check(&config)),
+        Command::Explain { config, tenant, method, target, body } => explain(&config, &tenant, &method, &target, body),
         Command::Demo { config, .. } => match demo_prep {
             Some(prep) => demo(prep, config).await,
             None => Ok(ExitCode::FAILURE),
@@ -242,6 +259,68 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     run_gateway(registry, Arc::new(store), listener, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+fn explain(dir: &Path, tenant: &str, method: &str, target: &str, body: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(registry) = load(dir) else { return Ok(ExitCode::FAILURE) };
+    let Some(t) = registry.get(tenant) else {
+        eprintln!("no tenant `{tenant}`; tenants: {}", registry.ids().join(", "));
+        return Ok(ExitCode::FAILURE);
+    };
+    let body: Option<serde_json::Value> = match body {
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?
+            };
+            Some(serde_json::from_str(&text).context("the body is not JSON")?)
+        }
+        None => None,
+    };
+    match scimbridge::explain::explain(t, method, target, body.as_ref()) {
+        Ok(steps) => {
+            let mut n = 0;
+            for step in steps {
+                match step.request {
+                    Some(req) => {
+                        n += 1;
+                        let query = if req.query.is_empty() {
+                            String::new()
+                        } else {
+                            let q: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            format!("?{}", q.join("&"))
+                        };
+                        // Decoded for reading: placeholders stay legible (the real call encodes them).
+                        let path = percent_encoding::percent_decode_str(&req.path).decode_utf8_lossy();
+                        println!("{n}. {}: {} {}{path}{query}", step.what, req.method, t.backend.base_url());
+                        for (k, v) in &req.headers {
+                            println!("   {k}: {v}");
+                        }
+                        match &req.body {
+                            Some(scimbridge::mapping::call::Body::Json(v)) => {
+                                println!("   {}", serde_json::to_string_pretty(v)?.replace('\n', "\n   "));
+                            }
+                            Some(scimbridge::mapping::call::Body::Form(f)) => {
+                                let fields: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                                println!("   (form) {}", fields.join("&"));
+                            }
+                            None => {}
+                        }
+                    }
+                    None => println!("   · {}", step.what),
+                }
+            }
+            if t.mapping.auth.is_some() {
+                println!("   · every call also carries the mapping's `http.auth` credentials");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("the gateway would answer {}: {}", e.status, e.detail);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {

@@ -65,6 +65,7 @@ mkdir -p "$DATA/etc" "$(dirname "$VENV")"
 # one run at a time per DATA_DIR, and one installer at a time per venv
 exec 9>"$DATA/.start.lock"
 flock -w 600 9 || die "timed out waiting for another start-mailman.sh on $DATA"
+if ! alive && port_busy; then die "port $PORT is already in use by another process"; fi
 
 # 1. install (idempotent): a venv with the pinned set; reinstalled if the pins change
 apt_install() {   # apt_install PKG...: only as root; for a bare machine
@@ -149,7 +150,6 @@ CEOF
 
 # 3. start (idempotent)
 if ! alive; then
-  port_busy && die "port $PORT is already in use by another process"
   rm -f "$DATA/master.pid" "$DATA"/locks/master.lck*
   log "starting mailman on $BASE (log: $DATA/logs/mailman.log)"
   # `mailman start` daemonizes but keeps the caller's stdout open: redirect it (and do

@@ -58,6 +58,7 @@ mkdir -p "$DATA/config" "$DATA/log" "$DATA/tmp/cache" "$DATA/tmp/pids" "$DATA/fi
 # one run at a time per DATA_DIR (a second concurrent run waits, then finds it up)
 exec 9>"$DATA/.start.lock"
 flock -w 600 9 || die "timed out waiting for another start-redmine.sh on $DATA"
+if ! alive && port_busy; then die "port $PORT is already in use by another process"; fi
 
 # 1. install (idempotent): redmine + sqlite backend + WEBrick; no Apache/Passenger
 installed() {
@@ -140,7 +141,6 @@ fi
 
 # 3. start (idempotent)
 if ! alive; then
-  port_busy && die "port $PORT is already in use by another process"
   rm -f "$PIDFILE"     # a stale pid file makes `rails server` refuse to start
   log "starting redmine on $BASE (log: $DATA/log/server.out)"
   setsid bin/rails server -e production -b 127.0.0.1 -p "$PORT" -P "$PIDFILE" \

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::fetch::{self, Paging, Window};
 use super::{Ops, now, store_error};
+use crate::mapping::ResourceMapping;
 use crate::mapping::compile::Search;
 use crate::mapping::template::StrTemplate;
 use crate::scim::error::{ScimError, ScimType};
@@ -19,7 +20,7 @@ use crate::store::Record;
 
 /// How a query will be answered.
 #[derive(Debug)]
-enum Plan<'a> {
+pub enum Plan<'a> {
     /// A plain page of the app's list.
     Page,
     ById(&'a str),
@@ -58,66 +59,64 @@ fn same(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
+fn core_urn<'u>(rm: &ResourceMapping, urn: Option<&'u str>) -> Option<&'u str> {
+    urn.filter(|u| !u.eq_ignore_ascii_case(&rm.schema.core.id))
+}
+
+/// How the query with `filter` (and a sort, when `sorted`) will be answered, by the mapping alone.
+pub fn plan<'a>(rm: &'a ResourceMapping, filter: Option<&'a Filter>, sorted: bool) -> Plan<'a> {
+    let Some(f) = filter else { return if sorted { Plan::Scan } else { Plan::Page } };
+    let terms = conjuncts(f);
+    let plain = |name: &str| {
+        terms.iter().find_map(|t| {
+            let (p, v) = eq_string(t)?;
+            (p.sub.is_none() && core_urn(rm, p.urn.as_deref()).is_none() && p.name.eq_ignore_ascii_case(name))
+                .then_some(v)
+        })
+    };
+    if let Some(id) = plain("id") {
+        return Plan::ById(id);
+    }
+    // The app's own search is authoritative; the store's externalId index covers apps that
+    // cannot search it (or do not hold it at all).
+    for t in &terms {
+        if let Some((s, v)) = pushable(rm, t) {
+            return Plan::Search(s, v);
+        }
+    }
+    if let Some(e) = plain("externalId") {
+        return Plan::ByExternalId(e);
+    }
+    Plan::Scan
+}
+
+/// A search the app can run for this term, and the value to search for.
+fn pushable<'a>(rm: &'a ResourceMapping, t: &'a Filter) -> Option<(&'a Search, &'a str)> {
+    let find = |urn: Option<&str>, name: &str, sub: Option<&str>| {
+        rm.list.search.iter().find(|s| {
+            same(s.urn.as_deref(), core_urn(rm, urn))
+                && s.name.eq_ignore_ascii_case(name)
+                && same(s.sub.as_deref(), sub)
+        })
+    };
+    if let Some((p, v)) = eq_string(t) {
+        return find(p.urn.as_deref(), &p.name, p.sub.as_deref()).map(|s| (s, v));
+    }
+    if let Filter::ValuePath { attr, filter } = t {
+        for inner in conjuncts(filter) {
+            if let Some((p, v)) = eq_string(inner)
+                && p.urn.is_none()
+                && p.sub.is_none()
+                && let Some(s) = find(attr.urn.as_deref(), &attr.name, Some(&p.name))
+            {
+                return Some((s, v));
+            }
+        }
+    }
+    None
+}
+
 impl<'a> Ops<'a> {
-    fn core_urn(&self, urn: Option<&'a str>) -> Option<&'a str> {
-        urn.filter(|u| !u.eq_ignore_ascii_case(&self.rm.schema.core.id))
-    }
-
-    fn plan<'f>(&'a self, filter: Option<&'f Filter>, sorted: bool) -> Plan<'f>
-    where
-        'a: 'f,
-    {
-        let Some(f) = filter else { return if sorted { Plan::Scan } else { Plan::Page } };
-        let terms = conjuncts(f);
-        let plain = |name: &str| {
-            terms.iter().find_map(|t| {
-                let (p, v) = eq_string(t)?;
-                (p.sub.is_none() && self.core_urn(p.urn.as_deref()).is_none() && p.name.eq_ignore_ascii_case(name))
-                    .then_some(v)
-            })
-        };
-        if let Some(id) = plain("id") {
-            return Plan::ById(id);
-        }
-        // The app's own search is authoritative; the store's externalId index covers apps that
-        // cannot search it (or do not hold it at all).
-        for t in &terms {
-            if let Some((s, v)) = self.pushable(t) {
-                return Plan::Search(s, v);
-            }
-        }
-        if let Some(e) = plain("externalId") {
-            return Plan::ByExternalId(e);
-        }
-        Plan::Scan
-    }
-
-    /// A search the app can run for this term, and the value to search for.
-    fn pushable<'f>(&'a self, t: &'f Filter) -> Option<(&'a Search, &'f str)> {
-        let find = |urn: Option<&str>, name: &str, sub: Option<&str>| {
-            self.rm.list.search.iter().find(|s| {
-                same(s.urn.as_deref(), self.core_urn(urn))
-                    && s.name.eq_ignore_ascii_case(name)
-                    && same(s.sub.as_deref(), sub)
-            })
-        };
-        if let Some((p, v)) = eq_string(t) {
-            return find(p.urn.as_deref(), &p.name, p.sub.as_deref()).map(|s| (s, v));
-        }
-        if let Filter::ValuePath { attr, filter } = t {
-            for inner in conjuncts(filter) {
-                if let Some((p, v)) = eq_string(inner)
-                    && p.urn.is_none()
-                    && p.sub.is_none()
-                    && let Some(s) = find(attr.urn.as_deref(), &attr.name, Some(&p.name))
-                {
-                    return Some((s, v));
-                }
-            }
-        }
-        None
-    }
-
     fn paging(&self) -> Paging<'a> {
         let l = &self.rm.list;
         Paging { call: &l.call, items: &l.items, total: l.total.as_ref(), paging: &l.paging }
@@ -211,7 +210,7 @@ impl<'a> Ops<'a> {
     /// App objects matching `f`, without adopting them: for deciding whether an object the store
     /// does not know yet exists in the app (a create whose answer was lost).
     pub(super) async fn unadopted_matches(&self, f: &Filter) -> Result<Vec<Value>, ScimError> {
-        let apps = match self.plan(Some(f), false) {
+        let apps = match plan(self.rm, Some(f), false) {
             Plan::Search(Search { lookup: Some(call), .. }, v) => {
                 let value = Value::String(v.to_owned());
                 match fetch::send(self.tenant, call, &self.ctx(&[("value", &value)]), &[], &self.what("look up")).await
@@ -234,7 +233,7 @@ impl<'a> Ops<'a> {
 
     /// The resources matching `f` (unpaged), for internal lookups.
     pub(super) async fn find(&self, f: &Filter) -> Result<Vec<(Record, Value)>, ScimError> {
-        let candidates = self.candidates(self.plan(Some(f), false)).await?;
+        let candidates = self.candidates(plan(self.rm, Some(f), false)).await?;
         let with_members = filter_mentions_members(f);
         let all = self.resources(candidates, with_members).await?;
         Ok(all.into_iter().filter(|(_, r)| f.matches(r, &self.rm.schema)).collect())
@@ -283,8 +282,8 @@ impl<'a> Ops<'a> {
         let with_members = self.wants_members(&q.attributes, &q.excluded_attributes)
             || q.filter.as_ref().is_some_and(filter_mentions_members);
         let project = |r: &Value| scim_list::project(r, &self.rm.schema, &q.attributes, &q.excluded_attributes);
-        let plan = self.plan(q.filter.as_ref(), q.sort_by.is_some());
-        if let Plan::Page = plan {
+        let chosen = plan(self.rm, q.filter.as_ref(), q.sort_by.is_some());
+        if let Plan::Page = chosen {
             let offset = q.start_index.saturating_sub(1);
             let w = self.list_window(&[], None, offset, count.max(1)).await?;
             let total = match w.total {
@@ -302,7 +301,7 @@ impl<'a> Ops<'a> {
             let resources = page.iter().map(|(_, r)| project(r)).collect();
             return Ok(scim_list::list_response(resources, total, q.start_index));
         }
-        let candidates = self.candidates(plan).await?;
+        let candidates = self.candidates(chosen).await?;
         let mut matched: Vec<Value> = self
             .resources(candidates, with_members)
             .await?

@@ -8,7 +8,7 @@
 
 pub mod bulk;
 mod fetch;
-mod list;
+pub mod list;
 mod members;
 
 use std::collections::HashMap;
