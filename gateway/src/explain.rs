@@ -49,7 +49,7 @@ impl Explainer<'_> {
     fn to_app(&self, scim: &Value) -> Result<Value, ScimError> {
         let refs =
             |k: ResourceKind, id: &str| Some(Value::String(format!("<app id of {} {id}>", k.name())).to_string());
-        transform::to_app(self.rm, scim, &refs, &self.credentials)
+        transform::to_app(self.rm, scim, &refs, &self.credentials, false)
     }
 
     fn read(&self, id: &str, steps: &mut Vec<Step>) -> Result<(), ScimError> {

@@ -267,6 +267,8 @@ pub struct ResourceMapping {
     pub members: Option<MembersMapping>,
     /// Sub-resources read with the object.
     pub extras: Vec<Extra>,
+    /// Updates write `null` for mapped attributes the resource no longer has.
+    pub clear_with_null: bool,
     /// The SCIM schema clients see: only what this mapping can hold.
     pub schema: ResourceSchema,
     /// Whether `externalId` lives in the app (else the gateway's store keeps it).
@@ -465,6 +467,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         list,
         members,
         extras,
+        clear_with_null: spec.clear_with_null,
         schema,
         external_id_in_app,
     })

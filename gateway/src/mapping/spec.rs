@@ -116,6 +116,10 @@ pub struct ResourceSpec {
     /// Group membership, when the app keeps members apart from the group object.
     #[serde(default)]
     pub members: Option<MembersSpec>,
+    /// Updates write `null` for mapped attributes the resource no longer has, for apps whose update
+    /// merges into the stored object (a partial PUT) and would otherwise keep the old value.
+    #[serde(default)]
+    pub clear_with_null: bool,
     /// Sub-resources the app keeps apart from the object (preferences, addresses): each is read
     /// with the object and placed in it at `into`, so attribute lines can map its fields.
     #[serde(default)]
@@ -326,6 +330,8 @@ pub enum PagingStyle {
     Cursor,
     /// RFC 8288 `Link` headers name the next page.
     Link,
+    /// No paging: one answer holds everything.
+    None,
 }
 
 impl Default for PagingSpec {

@@ -209,12 +209,14 @@ fn app_value_to_scim(a: &AttrMap, t: &ScimTarget, raw: &Value, app: &Value, refs
 }
 
 /// Maps a SCIM resource to the app object the mapping builds from it. Fails on values the app
-/// cannot represent, before anything is sent.
+/// cannot represent, before anything is sent. With `clear`, attributes the resource does not have
+/// are written as `null` (updates of apps that merge).
 pub fn to_app(
     rm: &ResourceMapping,
     scim: &Value,
     refs: RefLookup<'_>,
     credentials: &Value,
+    clear: bool,
 ) -> Result<Value, ScimError> {
     let mut app = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim) {
@@ -226,6 +228,9 @@ pub fn to_app(
         let Some(v) = read_target(scim, t) else {
             if a.required {
                 return Err(ScimError::invalid_value(format!("`{}` is required", display_target(t))));
+            }
+            if clear && a.to_app.is_none() {
+                a.app.set(&mut app, Value::Null);
             }
             continue;
         };

@@ -112,7 +112,7 @@ pub async fn window(
     let (mut pos, mut skip) = match style {
         PagingStyle::Offset => (offset, 0),
         PagingStyle::Page => ((offset / size) * size, offset % size),
-        PagingStyle::Cursor | PagingStyle::Link => (0, offset),
+        PagingStyle::Cursor | PagingStyle::Link | PagingStyle::None => (0, offset),
     };
     let mut cursor = Value::String(String::new());
     let mut next_url: Option<String> = None;
@@ -165,6 +165,7 @@ pub async fn window(
                 }
                 _ => true,
             },
+            PagingStyle::None => true,
             PagingStyle::Link => match next_link(&resp.headers) {
                 Some(url) => {
                     next_url = Some(url);

@@ -184,11 +184,12 @@ impl<'a> Ops<'a> {
         Ok(out)
     }
 
-    /// Maps a SCIM resource to its app object, or fails before anything is sent.
-    async fn to_app(&self, scim: &Value) -> Result<Value, ScimError> {
+    /// Maps a SCIM resource to its app object, or fails before anything is sent. `update` makes
+    /// absent attributes explicit nulls where the mapping asks for it (`clear_with_null`).
+    async fn to_app(&self, scim: &Value, update: bool) -> Result<Value, ScimError> {
         let refs = self.write_refs(scim).await?;
         let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
-        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials)
+        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update && self.rm.clear_with_null)
     }
 
     /// The SCIM resource for an app object and its record, with `id`, `externalId` and `meta`.
@@ -267,7 +268,7 @@ impl<'a> Ops<'a> {
         let input = resource::normalize(body, &self.rm.schema)?;
         log_ignored(&input.ignored, &what);
         let scim = input.resource;
-        let app_obj = self.to_app(&scim).await?;
+        let app_obj = self.to_app(&scim, false).await?;
         // Members are checked before the group exists, so a bad member id creates nothing.
         let member_ids = match (&self.rm.members, get_ci(&scim, "members")) {
             (Some(_), Some(m)) => self.member_app_ids_for(m).await?,
@@ -494,7 +495,7 @@ impl<'a> Ops<'a> {
                 format!("{what}: the application cannot update a {}", self.kind.name()),
             ));
         }
-        let app_obj = self.to_app(&scim).await?;
+        let app_obj = self.to_app(&scim, true).await?;
         let desired_members = match (&self.rm.members, set_members) {
             (Some(_), true) => Some(match get_ci(&scim, "members") {
                 Some(m) => self.member_app_ids_for(m).await?,
