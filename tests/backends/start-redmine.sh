@@ -145,10 +145,15 @@ if ! alive; then
   log "starting redmine on $BASE (log: $DATA/log/server.out)"
   setsid bin/rails server -e production -b 127.0.0.1 -p "$PORT" -P "$PIDFILE" \
     </dev/null >"$DATA/log/server.out" 2>&1 9>&- &   # 9>&-: the server must not hold the lock
+  SERVER=$!
 fi
 ok() { curl -sf -m 2 -H "X-Redmine-API-Key: $REDMINE_API_KEY" "$BASE/users/current.json" >/dev/null; }
-for _ in $(seq 1 600); do ok && break; sleep 0.1; done   # boot takes ~6 s
-ok || { tail -20 "$DATA/log/server.out" >&2; die "redmine did not answer on $BASE within 60 s; see $DATA/log/server.out"; }
+for _ in $(seq 1 600); do   # boot takes ~6 s
+  ok && break
+  if [ -n "${SERVER:-}" ] && ! kill -0 "$SERVER" 2>/dev/null; then break; fi   # it died
+  sleep 0.1
+done
+ok || { tail -20 "$DATA/log/server.out" >&2; die "redmine did not come up on $BASE; see $DATA/log/server.out"; }
 
 cat <<OUT
 REDMINE_BASE_URL=$BASE
