@@ -11,7 +11,7 @@
 # Each DATA_DIR is its own Debian Redmine "instance" (REDMINE_INSTANCE) with its own SQLite
 # database; the Debian "default" instance is not used. First start in a DATA_DIR: migrate,
 # enable the REST API, give admin a random password (no forced change), and create the user
-# custom field "externalId". Credentials are generated per DATA_DIR, kept in
+# custom fields "externalId", "givenName", "familyName" (ids 1-3 on a new data dir). Credentials are generated per DATA_DIR, kept in
 # DATA_DIR/credentials.env (mode 600, never in the repo) and printed on every run.
 # Idempotent: re-running while up just prints the lines again. Progress goes to stderr;
 # stdout has only KEY=value lines and comments, e.g.
@@ -124,16 +124,20 @@ YML
     u.password = u.password_confirmation = ENV.fetch("ADMIN_PASSWORD")
     u.must_change_passwd = false
     u.save!
-    cf = UserCustomField.find_by_name("externalId") ||
-         UserCustomField.create!(name: "externalId", field_format: "string", visible: true)
+    # externalId, and the full names (Redmine caps its own name fields at 30 characters).
+    field = ->(name) { UserCustomField.find_by_name(name) ||
+                       UserCustomField.create!(name: name, field_format: "string", visible: true) }
+    cf = field.("externalId"); gn = field.("givenName"); fn = field.("familyName")
     puts "REDMINE_API_KEY=#{u.api_key}"
     puts "REDMINE_ADMIN_PASSWORD=#{ENV.fetch("ADMIN_PASSWORD")}"
     puts "REDMINE_EXTERNALID_FIELD_ID=#{cf.id}"
+    puts "REDMINE_GIVENNAME_FIELD_ID=#{gn.id}"
+    puts "REDMINE_FAMILYNAME_FIELD_ID=#{fn.id}"
   ' </dev/null >"$DATA/credentials.env.tmp" 2>"$DATA/log/setup.log" \
     || { tail -20 "$DATA/log/setup.log" >&2; die "setup (rails runner) failed; see $DATA/log/setup.log"; }
   grep -E '^REDMINE_' "$DATA/credentials.env.tmp" > "$DATA/credentials.env"
   rm -f "$DATA/credentials.env.tmp"
-  [ "$(grep -c '^REDMINE_' "$DATA/credentials.env")" = 3 ] \
+  [ "$(grep -c '^REDMINE_' "$DATA/credentials.env")" = 5 ] \
     || { rm -f "$DATA/credentials.env"; die "setup printed no credentials; see $DATA/log/setup.log"; }
 fi
 # shellcheck disable=SC1091
@@ -161,6 +165,8 @@ REDMINE_API_KEY=$REDMINE_API_KEY
 REDMINE_ADMIN_LOGIN=admin
 REDMINE_ADMIN_PASSWORD=$REDMINE_ADMIN_PASSWORD
 REDMINE_EXTERNALID_FIELD_ID=$REDMINE_EXTERNALID_FIELD_ID
+REDMINE_GIVENNAME_FIELD_ID=$REDMINE_GIVENNAME_FIELD_ID
+REDMINE_FAMILYNAME_FIELD_ID=$REDMINE_FAMILYNAME_FIELD_ID
 REDMINE_PID=$(cat "$PIDFILE")
 REDMINE_DATA_DIR=$DATA
 # auth: header "X-Redmine-API-Key: \$REDMINE_API_KEY" (or HTTP Basic admin:\$REDMINE_ADMIN_PASSWORD)

@@ -159,6 +159,11 @@ pub fn to_scim(rm: &ResourceMapping, app: &Value, refs: RefLookup<'_>, base_url:
     let mut scim = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToApp) {
         let Some(t) = &a.target else { continue };
+        // Several lines may read one attribute (a full value in one field, a fallback in another):
+        // the first that has a value wins.
+        if read_target(&scim, t).is_some() {
+            continue;
+        }
         let Some(raw) = present(a.app.get(app)) else { continue };
         let Some(value) = app_value_to_scim(a, t, raw, app, refs) else { continue };
         if value.is_null() || value.as_str().is_some_and(str::is_empty) {
@@ -322,6 +327,10 @@ pub fn published_schema(
         let mut k = Keep { urn: t.urn.clone(), name: t.name.clone(), sub: t.sub.clone(), ..Keep::default() };
         if a.required {
             k.overrides.required = Some(true);
+            // A required sub-attribute makes its attribute required too (`name` for `name.givenName`).
+            if t.sub.is_some() {
+                keep.push(Keep { urn: t.urn.clone(), name: t.name.clone(), ..Keep::default() }.required(true));
+            }
         }
         k.overrides.case_exact = a.case_exact;
         match a.direction {
