@@ -2,6 +2,8 @@
 //! loopback ports chosen by the OS, and talks to both over HTTP.
 #![allow(dead_code)]
 
+pub mod legacy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,6 +214,30 @@ impl Gateway {
         let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
         let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
         Self { proc, url: found[0].clone(), app: Some(app), app_url, app_key, http: reqwest::Client::new() }
+    }
+
+    /// `scimbridge serve` on `config` with the store under `data` and extra environment (for tenants
+    /// whose app the test started itself).
+    pub fn serve_env(config: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(config).arg("--data-dir").arg(data);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
+        Self {
+            proc,
+            url: found[0].clone(),
+            app: None,
+            app_url: String::new(),
+            app_key: String::new(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A tenant's SCIM base URL.
+    pub fn tenant_base(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/scim/v2", self.url)
     }
 
     /// The demo tenant's SCIM base URL.
