@@ -98,6 +98,9 @@ impl Explainer<'_> {
         match plan(self.rm, q.filter.as_ref(), q.sort_by.is_some()) {
             Plan::Page => steps.push(page(q.start_index.saturating_sub(1))?),
             Plan::ById(id) => self.read(id, steps)?,
+            Plan::ByStored(path, v) => {
+                steps.push(note(format!("store: `{path}` = `{v}` (kept by the gateway) → the resource, then read it")));
+            }
             Plan::ByExternalId(e) => {
                 steps.push(note(format!("store: externalId `{e}` → the resource, then read it")));
             }

@@ -170,7 +170,11 @@ pub struct AttrMap {
     pub target: Option<ScimTarget>,
     /// Overrides the published `caseExact` of the target.
     pub case_exact: Option<bool>,
+    /// Where the value is: in the app object, or (for `stored` lines) in the store record's map,
+    /// under the target's path.
     pub app: Pointer,
+    /// The gateway's store keeps the value; the app never sees it.
+    pub stored: bool,
     pub direction: Direction,
     /// SCIM value → app value pairs.
     pub values: Vec<(Value, Value)>,
@@ -474,11 +478,35 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
 }
 
 fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Result<AttrMap, CompileError> {
-    let app = Pointer::parse(&a.app).map_err(|e| err(format!("{loc}.app"), e.to_string()))?;
-    if app.is_root() {
-        return Err(err(format!("{loc}.app"), "the app path must name a field"));
-    }
     let target = a.scim.as_deref().map(|s| scim_target(s, full, &format!("{loc}.scim"))).transpose()?;
+    let app = match (&a.app, a.stored, &target) {
+        (Some(p), false, _) => {
+            let app = Pointer::parse(p).map_err(|e| err(format!("{loc}.app"), e.to_string()))?;
+            if app.is_root() {
+                return Err(err(format!("{loc}.app"), "the app path must name a field"));
+            }
+            app
+        }
+        (None, true, Some(t)) => {
+            if a.constant.is_some() || a.to_app.is_some() || a.reference.is_some() || a.direction != Direction::Both {
+                return Err(err(
+                    loc,
+                    "a `stored` line keeps the SCIM value as is: no constant, to_app, reference or direction",
+                ));
+            }
+            Pointer::parse(&format!("/{}", super::transform::display_target(t).replace('~', "~0").replace('/', "~1")))
+                .map_err(|e| err(loc, e.to_string()))?
+        }
+        (None, true, None) => return Err(err(loc, "`stored` needs a `scim` attribute")),
+        (Some(_), true, _) => return Err(err(loc, "give `app` or `stored: true`, not both")),
+        (None, false, _) => {
+            return Err(CompileError {
+                location: format!("{loc}.app"),
+                message: "a mapping line needs `app` (where the app holds the value)".into(),
+                hint: Some("use `stored: true` when the app has no field for it and the gateway should keep it".into()),
+            });
+        }
+    };
     if let Some(t) = &target {
         check_target_writability(t, a.direction, loc)?;
         check_entry(t, a, full, loc)?;
@@ -533,6 +561,7 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
     Ok(AttrMap {
         target,
         app,
+        stored: a.stored,
         direction: a.direction,
         values,
         to_app,

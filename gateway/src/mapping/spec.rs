@@ -161,8 +161,13 @@ pub struct AttributeSpec {
     /// fields (`constant`).
     #[serde(default)]
     pub scim: Option<String>,
-    /// JSON Pointer into the app object (`/first_name`, `/profile/dept`).
-    pub app: String,
+    /// JSON Pointer into the app object (`/first_name`, `/profile/dept`). Omitted with `stored`.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The app has no field for this attribute: the gateway's store keeps it (and answers `eq`
+    /// filters on it from an index). Instead of `app`.
+    #[serde(default)]
+    pub stored: bool,
     #[serde(default)]
     pub direction: Direction,
     /// Value translation table SCIM → app (`{true: active, false: suspended}`); read back inverted.

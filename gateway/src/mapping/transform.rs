@@ -131,11 +131,26 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The values the gateway keeps for a SCIM resource (its `stored` lines), as the store records them.
+pub fn stored_values(rm: &ResourceMapping, scim: &Value) -> Map<String, Value> {
+    let mut out = Value::Object(Map::new());
+    for a in rm.attributes.iter().filter(|a| a.stored) {
+        if let Some(v) = a.target.as_ref().and_then(|t| read_target(scim, t)) {
+            a.app.set(&mut out, v.clone());
+        }
+    }
+    match out {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// The app ids this app object references, so the caller can resolve them before `to_scim`.
 pub fn app_references(rm: &ResourceMapping, app: &Value) -> Vec<(ResourceKind, String)> {
     rm.attributes
         .iter()
         .filter(|a| a.direction != Direction::ToApp)
+        .filter(|a| !a.stored)
         .filter_map(|a| Some((a.reference?, present(a.app.get(app))?)))
         .map(|(k, v)| (k, v.to_string()))
         .collect()
@@ -153,18 +168,20 @@ pub fn scim_references(rm: &ResourceMapping, scim: &Value) -> Vec<(ResourceKind,
         .collect()
 }
 
-/// Maps an app object to the SCIM attributes it holds (without `id`, `meta`: the caller adds those).
-/// `base_url` is the tenant's SCIM base URL, for the `$ref` of references.
-pub fn to_scim(rm: &ResourceMapping, app: &Value, refs: RefLookup<'_>, base_url: &str) -> Value {
+/// Maps an app object (and the values the gateway keeps for it, `stored`) to the SCIM attributes
+/// they hold (without `id`, `meta`: the caller adds those). `base_url` is the tenant's SCIM base
+/// URL, for the `$ref` of references.
+pub fn to_scim(rm: &ResourceMapping, app: &Value, stored: &Value, refs: RefLookup<'_>, base_url: &str) -> Value {
     let mut scim = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToApp) {
+        let source = if a.stored { stored } else { app };
         let Some(t) = &a.target else { continue };
         // Several lines may read one attribute (a full value in one field, a fallback in another):
         // the first that has a value wins.
         if read_target(&scim, t).is_some() {
             continue;
         }
-        let Some(raw) = present(a.app.get(app)) else { continue };
+        let Some(raw) = present(a.app.get(source)) else { continue };
         let Some(value) = app_value_to_scim(a, t, raw, app, refs) else { continue };
         if value.is_null() || value.as_str().is_some_and(str::is_empty) {
             continue;
@@ -224,7 +241,7 @@ pub fn to_app(
     clear: bool,
 ) -> Result<Value, ScimError> {
     let mut app = Value::Object(Map::new());
-    for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim) {
+    for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim && !a.stored) {
         if let Some(c) = &a.constant {
             a.app.set(&mut app, c.clone());
             continue;

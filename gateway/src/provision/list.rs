@@ -24,6 +24,8 @@ pub enum Plan<'a> {
     /// A plain page of the app's list.
     Page,
     ById(&'a str),
+    /// An attribute the gateway keeps (`stored`), by its path, from the store's index.
+    ByStored(String, &'a str),
     ByExternalId(&'a str),
     Search(&'a Search, &'a str),
     Scan,
@@ -76,6 +78,23 @@ pub fn plan<'a>(rm: &'a ResourceMapping, filter: Option<&'a Filter>, sorted: boo
     };
     if let Some(id) = plain("id") {
         return Plan::ById(id);
+    }
+    for a in rm.attributes.iter().filter(|a| a.stored) {
+        let Some(t) = &a.target else { continue };
+        if !t.select.is_empty() {
+            continue;
+        }
+        let hit = terms.iter().find_map(|term| {
+            let (p, v) = eq_string(term)?;
+            let sub = p.sub.as_deref();
+            (same(core_urn(rm, p.urn.as_deref()), t.urn.as_deref())
+                && p.name.eq_ignore_ascii_case(&t.name)
+                && same(sub, t.sub.as_deref()))
+            .then_some(v)
+        });
+        if let Some(v) = hit {
+            return Plan::ByStored(crate::mapping::transform::display_target(t), v);
+        }
     }
     // The app's own search is authoritative; the store's externalId index covers apps that
     // cannot search it (or do not hold it at all).
@@ -227,7 +246,12 @@ impl<'a> Ops<'a> {
         let base = self.p.base_url(&self.tenant.id);
         Ok(apps
             .into_iter()
-            .filter(|app| f.matches(&crate::mapping::transform::to_scim(self.rm, app, &none, &base), &self.rm.schema))
+            .filter(|app| {
+                f.matches(
+                    &crate::mapping::transform::to_scim(self.rm, app, &Value::Null, &none, &base),
+                    &self.rm.schema,
+                )
+            })
             .collect())
     }
 
@@ -247,6 +271,10 @@ impl<'a> Ops<'a> {
             }
             Plan::ByExternalId(e) => {
                 let r = self.p.store.by_external_id(&self.tenant.id, self.kind, e).await.map_err(store_error)?;
+                self.single(r).await
+            }
+            Plan::ByStored(path, v) => {
+                let r = self.p.store.by_stored(&self.tenant.id, self.kind, &path, v).await.map_err(store_error)?;
                 self.single(r).await
             }
             Plan::Search(Search { lookup: Some(call), .. }, v) => {

@@ -201,7 +201,8 @@ impl<'a> Ops<'a> {
         members: Option<Vec<Value>>,
     ) -> Value {
         let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
-        let scim = transform::to_scim(self.rm, app, &lookup, &self.p.base_url(&self.tenant.id));
+        let stored = if record.stored.is_empty() { Value::Null } else { Value::Object(record.stored.clone()) };
+        let scim = transform::to_scim(self.rm, app, &stored, &lookup, &self.p.base_url(&self.tenant.id));
         let mut out = Map::new();
         let Value::Object(mut attrs) = scim else { return Value::Object(out) };
         out.insert("schemas".into(), attrs.remove("schemas").unwrap_or_else(|| json!([self.rm.schema.core.id])));
@@ -275,6 +276,16 @@ impl<'a> Ops<'a> {
             _ => Vec::new(),
         };
         let external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
+        if let Some(existing) = self.stored_duplicate(&scim).await? {
+            if self.tenant.options.on_duplicate == OnDuplicate::ReturnExisting {
+                return self.get(&existing.id, &[], &[]).await;
+            }
+            return Err(ScimError::new(
+                409,
+                ScimType::Uniqueness,
+                format!("{what}: a {} with this name exists", self.kind.name()),
+            ));
+        }
         let resp = match fetch::send(
             self.tenant,
             &self.rm.create,
@@ -312,6 +323,7 @@ impl<'a> Ops<'a> {
             created: ts.clone(),
             last_modified: ts,
             version: 1,
+            stored: transform::stored_values(self.rm, &scim),
         };
         match self.p.store.put(&self.tenant.id, self.kind, record.clone()).await {
             Ok(None) => {}
@@ -380,6 +392,7 @@ impl<'a> Ops<'a> {
             created: ts.clone(),
             last_modified: ts,
             version: 1,
+            stored: transform::stored_values(self.rm, scim),
         };
         if let Some(holder) = self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)? {
             return Err(ScimError::new(
@@ -396,6 +409,23 @@ impl<'a> Ops<'a> {
         let members = if self.rm.members.is_some() { Some(self.members_of(&group_id).await?) } else { None };
         let res = self.resource_of(&record, app, &refs, members);
         Ok(Some(self.written(&record, res)))
+    }
+
+    /// The resource already holding a unique attribute the gateway keeps (a stored `userName`): the
+    /// app cannot enforce uniqueness for what it does not hold, so the gateway does.
+    async fn stored_duplicate(&self, scim: &Value) -> Result<Option<Record>, ScimError> {
+        for a in self.rm.attributes.iter().filter(|a| a.stored) {
+            let Some(t) = &a.target else { continue };
+            if t.attribute.uniqueness == crate::scim::schema::Uniqueness::None {
+                continue;
+            }
+            let Some(v) = transform::read_target(scim, t).and_then(Value::as_str) else { continue };
+            let path = transform::display_target(t);
+            if let Some(r) = self.p.store.by_stored(&self.tenant.id, self.kind, &path, v).await.map_err(store_error)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// Removes an app object whose record could not be written (best effort, logged).
@@ -529,6 +559,7 @@ impl<'a> Ops<'a> {
         record.version += 1;
         record.last_modified = now();
         record.external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
+        record.stored = transform::stored_values(self.rm, &scim);
         self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)?;
         // One call answering the whole object is the truth; otherwise (204, partial objects, several
         // calls) the object is read again.

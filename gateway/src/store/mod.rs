@@ -41,6 +41,10 @@ pub struct Record {
     /// Bumped by every change made through the gateway; the ETag is `W/"<version>"`.
     #[serde(default = "first_version")]
     pub version: u64,
+    /// Attributes the app cannot hold, kept by the gateway (`stored` mapping lines), by SCIM path.
+    /// String values are indexed case-insensitively for `eq` filters.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub stored: serde_json::Map<String, serde_json::Value>,
 }
 
 fn first_version() -> u64 {
@@ -72,6 +76,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &'a str,
         kind: ResourceKind,
         external_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>>;
+
+    /// The record whose stored attribute `path` equals `value` (strings compared case-insensitively).
+    fn by_stored<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        path: &'a str,
+        value: &'a str,
     ) -> StoreFuture<'a, Option<Record>>;
 
     /// Records for app ids, in order, creating records (fresh SCIM ids, timestamps `now`) for app

@@ -15,6 +15,7 @@ use crate::mapping::ResourceKind;
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const BY_APP_ID: TableDefinition<&str, &str> = TableDefinition::new("by_app_id");
 const BY_EXTERNAL_ID: TableDefinition<&str, &str> = TableDefinition::new("by_external_id");
+const BY_STORED: TableDefinition<&str, &str> = TableDefinition::new("by_stored");
 
 /// The redb-backed [`Store`].
 #[derive(Clone)]
@@ -28,6 +29,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn key(tenant: &str, kind: ResourceKind, id: &str) -> String {
     format!("{tenant}\x1f{}\x1f{id}", kind.name())
+}
+
+/// Index keys of a record's stored string attributes: `path \x1f lowercased value`.
+fn stored_keys(tenant: &str, kind: ResourceKind, r: &Record) -> Vec<String> {
+    r.stored
+        .iter()
+        .filter_map(|(path, v)| v.as_str().map(|s| key(tenant, kind, &format!("{path}\x1f{}", s.to_lowercase()))))
+        .collect()
 }
 
 fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
@@ -60,6 +69,7 @@ impl RedbStore {
         tx.open_table(RECORDS).map_err(unavailable)?;
         tx.open_table(BY_APP_ID).map_err(unavailable)?;
         tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+        tx.open_table(BY_STORED).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -103,7 +113,11 @@ fn write_record(
     let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
     let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
     let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+    let mut by_stored = tx.open_table(BY_STORED).map_err(unavailable)?;
     if let Some(prev) = previous {
+        for k in stored_keys(tenant, kind, prev) {
+            by_stored.remove(k.as_str()).map_err(unavailable)?;
+        }
         if prev.app_id != record.app_id {
             by_app.remove(key(tenant, kind, &prev.app_id).as_str()).map_err(unavailable)?;
         }
@@ -117,6 +131,9 @@ fn write_record(
     by_app.insert(key(tenant, kind, &record.app_id).as_str(), rkey.as_str()).map_err(unavailable)?;
     if let Some(e) = &record.external_id {
         by_ext.insert(key(tenant, kind, e).as_str(), rkey.as_str()).map_err(unavailable)?;
+    }
+    for k in stored_keys(tenant, kind, record) {
+        by_stored.insert(k.as_str(), rkey.as_str()).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -147,6 +164,16 @@ impl Store for RedbStore {
         external_id: &'a str,
     ) -> StoreFuture<'a, Option<Record>> {
         self.lookup(BY_EXTERNAL_ID, key(tenant, kind, external_id))
+    }
+
+    fn by_stored<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        path: &'a str,
+        value: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        self.lookup(BY_STORED, key(tenant, kind, &format!("{path}\x1f{}", value.to_lowercase())))
     }
 
     fn adopt<'a>(
@@ -211,6 +238,7 @@ impl Store for RedbStore {
                             created: now.clone(),
                             last_modified: now.clone(),
                             version: 1,
+                            stored: Default::default(),
                         };
                         write_record(&tx, &tenant, kind, &r, None)?;
                         r
@@ -272,6 +300,10 @@ impl Store for RedbStore {
                         let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
                         by_ext.remove(key(&tenant, kind, e).as_str()).map_err(unavailable)?;
                     }
+                    let mut by_stored = tx.open_table(BY_STORED).map_err(unavailable)?;
+                    for k in stored_keys(&tenant, kind, &prev) {
+                        by_stored.remove(k.as_str()).map_err(unavailable)?;
+                    }
                 }
             }
             tx.commit().map_err(unavailable)?;
@@ -292,6 +324,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             last_modified: "2026-01-01T00:00:00Z".into(),
             version: 1,
+            stored: Default::default(),
         }
     }
 
@@ -311,6 +344,24 @@ mod tests {
         s.delete("t1", ResourceKind::User, "a").await.unwrap();
         assert!(s.get("t1", ResourceKind::User, "a").await.unwrap().is_none());
         assert!(s.by_app_id("t1", ResourceKind::User, "1001").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn stored_attributes_are_indexed_case_insensitively() {
+        let s = RedbStore::in_memory().unwrap();
+        let mut r = rec("a", "1", None);
+        r.stored.insert("userName".into(), serde_json::json!("Ada@X"));
+        s.put("t", ResourceKind::User, r.clone()).await.unwrap();
+        assert_eq!(s.by_stored("t", ResourceKind::User, "userName", "ada@x").await.unwrap().unwrap().id, "a");
+        assert!(s.by_stored("u", ResourceKind::User, "userName", "ada@x").await.unwrap().is_none());
+        r.stored.insert("userName".into(), serde_json::json!("bob@x"));
+        s.put("t", ResourceKind::User, r).await.unwrap();
+        assert!(
+            s.by_stored("t", ResourceKind::User, "userName", "ada@x").await.unwrap().is_none(),
+            "old value unindexed"
+        );
+        s.delete("t", ResourceKind::User, "a").await.unwrap();
+        assert!(s.by_stored("t", ResourceKind::User, "userName", "bob@x").await.unwrap().is_none());
     }
 
     #[tokio::test]
