@@ -261,6 +261,8 @@ pub struct ResourceMapping {
     pub id: Pointer,
     pub attributes: Vec<AttrMap>,
     pub create: Call,
+    /// Calls that complete a create, made after it with the new `id`.
+    pub after_create: Vec<Call>,
     pub read: Call,
     /// The update calls (PUT and PATCH), in order; empty when the app cannot update.
     pub update: Vec<Call>,
@@ -394,7 +396,10 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         }
     };
     let ops = &spec.operations;
-    let create = call(&ops.create, "create");
+    let create_specs = ops.create.to_vec();
+    let create = create_specs.first().and_then(|c| call(c, "create"));
+    let after_create: Vec<Option<Call>> =
+        create_specs.iter().enumerate().skip(1).map(|(i, c)| call(c, &format!("create[{i}]"))).collect();
     let read = call(&ops.read, "read");
     let update: Vec<Option<Call>> = match &ops.replace {
         Some(r) => {
@@ -452,6 +457,12 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     let Some(update) = update.into_iter().collect::<Option<Vec<Call>>>() else {
         return Err(errors);
     };
+    if create_specs.is_empty() {
+        errors.push(err(format!("{loc}.operations.create"), "needs at least one call"));
+    }
+    let Some(after_create) = after_create.into_iter().collect::<Option<Vec<Call>>>() else {
+        return Err(errors);
+    };
     let update_reads_current = update.len() > 1 || update.iter().any(|c| c.when.is_some());
     if !errors.is_empty() {
         return Err(errors);
@@ -464,6 +475,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         id,
         attributes,
         create,
+        after_create,
         read,
         update,
         update_reads_current,

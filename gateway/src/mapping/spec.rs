@@ -203,7 +203,10 @@ pub struct AttributeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationsSpec {
-    pub create: CallSpec,
+    /// One call, or several: the first creates the object (its id comes from its answer), the
+    /// others complete it (they see `id`; `when` may guard them). A failing later call undoes the
+    /// create.
+    pub create: OneOrMany<CallSpec>,
     pub read: CallSpec,
     #[serde(default)]
     pub replace: Option<OneOrMany<CallSpec>>,
@@ -376,7 +379,7 @@ pub struct MembersSpec {
     pub add: CallSpec,
     /// Removes one member; templates see `id` and `member_id` (and `entry` with `remove_uses_entry`).
     pub remove: CallSpec,
-    /// Statuses of `add`/`remove` that do not say whether the change happened (Redmine answers 422
+    /// Statuses of `add`/`remove` that do not say whether the change happened (some apps answer 422
     /// both for "already a member" and "no such user"): after one, the gateway lists the members
     /// and succeeds if the change is in place.
     #[serde(default)]

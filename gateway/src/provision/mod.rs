@@ -315,6 +315,10 @@ impl<'a> Ops<'a> {
                 ScimError::status(502, format!("{what}: the application's answer has no usable Location header"))
             })?,
         };
+        if let Err(e) = self.complete_create(&app_id, &app_obj, &scim, &what).await {
+            self.compensate_create(&app_id).await;
+            return Err(e);
+        }
         let ts = now();
         let record = Record {
             id: uuid::Uuid::new_v4().to_string(),
@@ -351,7 +355,10 @@ impl<'a> Ops<'a> {
             }
             added.push(m.clone());
         }
-        let app_view = if created.is_object() && created.as_object().is_some_and(|o| o.len() > 1) {
+        let app_view = if self.rm.after_create.is_empty()
+            && created.is_object()
+            && created.as_object().is_some_and(|o| o.len() > 1)
+        {
             created
         } else {
             self.read_app(&record).await?
@@ -360,6 +367,24 @@ impl<'a> Ops<'a> {
         let members = if self.rm.members.is_some() { Some(self.member_entries(added).await?) } else { None };
         let res = self.resource_of(&record, &app_view, &refs, members);
         Ok(self.written(&record, res))
+    }
+
+    /// Runs the calls that complete a create (`create[1..]`), with the new object's `id`.
+    async fn complete_create(&self, app_id: &str, app: &Value, scim: &Value, what: &str) -> Result<(), ScimError> {
+        if self.rm.after_create.is_empty() {
+            return Ok(());
+        }
+        let id: Value = serde_json::from_str(app_id).map_err(|_| ScimError::status(500, "app id is not JSON"))?;
+        let ctx = self.ctx(&[("id", &id), ("app", app), ("scim", scim)]);
+        for call in &self.rm.after_create {
+            let go = call
+                .applies(&ctx)
+                .map_err(|e| ScimError::status(500, format!("{what}: `when` failed: {}", e.message)))?;
+            if go {
+                fetch::send(self.tenant, call, &ctx, &[], what).await?;
+            }
+        }
+        Ok(())
     }
 
     /// After a create whose answer was lost: the object the app holds under this resource's unique
