@@ -46,10 +46,10 @@ impl Explainer<'_> {
         Value::String(format!("<app id of {} {scim_id}>", self.rm.kind.name()))
     }
 
-    fn to_app(&self, scim: &Value) -> Result<Value, ScimError> {
+    fn to_app(&self, scim: &Value, partial: bool) -> Result<Value, ScimError> {
         let refs =
             |k: ResourceKind, id: &str| Some(Value::String(format!("<app id of {} {id}>", k.name())).to_string());
-        transform::to_app(self.rm, scim, &refs, &self.credentials, false)
+        transform::to_app(self.rm, scim, &refs, &self.credentials, false, partial)
     }
 
     fn read(&self, id: &str, steps: &mut Vec<Step>) -> Result<(), ScimError> {
@@ -62,12 +62,12 @@ impl Explainer<'_> {
         Ok(())
     }
 
-    fn update(&self, id: &str, scim: &Value, steps: &mut Vec<Step>) -> Result<(), ScimError> {
+    fn update(&self, id: &str, scim: &Value, partial: bool, steps: &mut Vec<Step>) -> Result<(), ScimError> {
         if self.rm.update.is_empty() {
             steps.push(note("the mapping has no update calls: the request fails with 400 mutability"));
             return Ok(());
         }
-        let app = self.to_app(scim)?;
+        let app = self.to_app(scim, partial)?;
         let app_id = self.app_id(id);
         let current = Value::String("<the current app object>".into());
         for (i, call) in self.rm.update.iter().enumerate() {
@@ -161,8 +161,16 @@ pub fn explain(tenant: &Tenant, method: &str, target: &str, body: Option<&Value>
         ("GET", Some(id)) => ex.read(id, &mut steps)?,
         ("POST", None) => {
             let scim = resource::normalize(need_body()?, &rm.schema)?.resource;
-            let app = ex.to_app(&scim)?;
+            let app = ex.to_app(&scim, false)?;
             steps.push(ex.render(&rm.create, "create", &[("app", &app), ("scim", &scim)])?);
+            let new_id = Value::String("<the new app id>".into());
+            for (i, call) in rm.after_create.iter().enumerate() {
+                let what = match &call.when {
+                    Some(w) => format!("complete create {} (only when `{}`)", i + 1, w.source()),
+                    None => format!("complete create {}", i + 1),
+                };
+                steps.push(ex.render(call, &what, &[("id", &new_id), ("app", &app), ("scim", &scim)])?);
+            }
             steps.push(note("store: record the new SCIM id ↔ app id"));
             if rm.members.is_some() && scim.get("members").is_some() {
                 steps.push(note("then one members.add call per member"));
@@ -170,7 +178,7 @@ pub fn explain(tenant: &Tenant, method: &str, target: &str, body: Option<&Value>
         }
         ("PUT", Some(id)) => {
             let scim = resource::normalize(need_body()?, &rm.schema)?.resource;
-            ex.update(id, &scim, &mut steps)?;
+            ex.update(id, &scim, false, &mut steps)?;
         }
         ("PATCH", Some(id)) => {
             let ops = patch::parse_request(need_body()?)?;
@@ -188,11 +196,12 @@ pub fn explain(tenant: &Tenant, method: &str, target: &str, body: Option<&Value>
                 }
             } else {
                 ex.read(id, &mut steps)?;
-                steps.push(note("apply the PATCH operations to the current resource"));
+                steps.push(note(
+                    "apply the PATCH operations to the current resource; the update carries its other values too",
+                ));
                 let mut scim = json!({"schemas": [rm.schema.core.id]});
-                // Shown on an empty resource: the real update carries the current values too.
                 let _ = patch::apply(&mut scim, &ops, &rm.schema);
-                ex.update(id, &scim, &mut steps)?;
+                ex.update(id, &scim, true, &mut steps)?;
             }
         }
         ("DELETE", Some(id)) => {

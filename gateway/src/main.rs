@@ -1,4 +1,4 @@
-//! The `scimbridge` command: `serve`, `check`, `demo`, `token`, `demo-app`.
+//! The `scimbridge` command: `serve`, `check`, `explain`, `demo`, `demo-app`, `token`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

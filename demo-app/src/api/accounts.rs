@@ -30,6 +30,37 @@ struct Many<'a> {
     paging: Paging,
 }
 
+#[derive(Serialize)]
+struct Feed<'a> {
+    accounts: Vec<&'a Account>,
+    /// The cursor of the next page: pass it as `after`. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `GET /accounts/feed?after&limit`: cursor paging. Each page names the next by `next` in the body
+/// and by a `Link: <…>; rel="next"` header (RFC 8288), for clients of either style.
+pub async fn feed(State(state): State<Arc<AppState>>, mut params: Params) -> Result<Response> {
+    let after = match params.take("after")? {
+        Some(a) if !a.is_empty() => {
+            a.parse::<u64>().map_err(|_| crate::error::Error::Invalid("`after` must be an account id".into()))?
+        }
+        _ => 0,
+    };
+    let limit = params.take_page(DEFAULT_LIMIT, MAX_LIMIT)?.limit;
+    params.finish()?;
+    let store = state.store.read().await;
+    let (accounts, more) = store.accounts.after(after, limit);
+    let next = if more { accounts.last().map(|a| a.id.to_string()) } else { None };
+    let mut response = Json(Feed { accounts, next: next.clone() }).into_response();
+    if let Some(n) = next
+        && let Ok(v) = format!("</api/v1/accounts/feed?after={n}&limit={limit}>; rel=\"next\"").parse()
+    {
+        response.headers_mut().insert(axum::http::header::LINK, v);
+    }
+    Ok(response)
+}
+
 /// `GET /accounts?offset&limit&login&email&ext_ref`
 pub async fn list(State(state): State<Arc<AppState>>, mut params: Params) -> Result<Response> {
     let page = params.take_page(DEFAULT_LIMIT, MAX_LIMIT)?;

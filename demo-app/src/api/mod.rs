@@ -36,6 +36,7 @@ pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
         Arc::new(AppState { store: RwLock::new(Store::default()), api_key: ApiKey::new(api_key), create_delay });
     let api = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/accounts/feed", get(accounts::feed))
         .route("/accounts/{id}", get(accounts::show).put(accounts::replace).delete(accounts::delete))
         .route("/teams", get(teams::list).post(teams::create))
         .route("/teams/{id}", get(teams::show).put(teams::replace).delete(teams::delete))

@@ -79,6 +79,14 @@ impl Default for Accounts {
 
 impl Accounts {
     /// The account with `id`, or `not_found`.
+    /// Up to `limit` accounts with ids after `after`, in id order, and whether more follow
+    /// (cursor paging: O(log n + limit) whatever the position).
+    pub fn after(&self, after: u64, limit: usize) -> (Vec<&Account>, bool) {
+        let mut iter = self.by_id.range(after.saturating_add(1)..).map(|(_, a)| a);
+        let page: Vec<&Account> = iter.by_ref().take(limit).collect();
+        (page, iter.next().is_some())
+    }
+
     pub fn get(&self, id: u64) -> Result<&Account> {
         self.by_id.get(&id).ok_or_else(|| Error::not_found("account", id))
     }

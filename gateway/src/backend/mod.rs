@@ -82,6 +82,18 @@ impl Backend {
         Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), origin, timeout, auth: Arc::new(auth) })
     }
 
+    /// A URL the app gave (a paging link) as a request path: absolute URLs stay as they are, an
+    /// absolute path is taken on the app's origin, anything else relative to the base URL.
+    pub fn resolve(&self, link: &str) -> String {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            link.to_owned()
+        } else if link.starts_with('/') {
+            format!("{}{link}", self.origin)
+        } else {
+            format!("{}/{link}", self.base_url)
+        }
+    }
+
     /// The base URL requests are relative to.
     pub fn base_url(&self) -> &str {
         &self.base_url

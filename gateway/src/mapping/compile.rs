@@ -388,6 +388,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
             Err(e) => errors.push(e),
         }
     }
+    check_call_keys(spec, loc, &mut errors);
     let mut call = |c: &super::spec::CallSpec, what: &str| match Call::compile(c) {
         Ok(c) => Some(c),
         Err(m) => {
@@ -770,6 +771,44 @@ fn compile_list(
         search,
         reread: spec.partial,
     })
+}
+
+/// `when` only guards calls that complete a create or make an update, and `id_from` only applies
+/// to the call that creates: elsewhere they would be silently ignored, so they are refused.
+fn check_call_keys(spec: &ResourceSpec, loc: &str, errors: &mut Vec<CompileError>) {
+    use super::spec::IdFrom;
+    let ops = &spec.operations;
+    let mut calls: Vec<(String, &super::spec::CallSpec, bool, bool)> = Vec::new();
+    for (i, c) in ops.create.to_vec().into_iter().enumerate() {
+        calls.push((format!("operations.create[{i}]"), c, i > 0, i == 0));
+    }
+    if let Some(r) = &ops.replace {
+        for (i, c) in r.to_vec().into_iter().enumerate() {
+            calls.push((format!("operations.replace[{i}]"), c, true, false));
+        }
+    }
+    calls.push(("operations.read".into(), &ops.read, false, false));
+    calls.push(("operations.delete".into(), &ops.delete, false, false));
+    calls.push(("operations.list.request".into(), &ops.list.request, false, false));
+    for (i, e) in spec.extras.iter().enumerate() {
+        calls.push((format!("extras[{i}].request"), &e.request, false, false));
+    }
+    if let Some(m) = &spec.members {
+        calls.push(("members.list.request".into(), &m.list.request, false, false));
+        calls.push(("members.add".into(), &m.add, false, false));
+        calls.push(("members.remove".into(), &m.remove, false, false));
+    }
+    for (what, call, when_ok, id_from_ok) in calls {
+        if call.when.is_some() && !when_ok {
+            errors.push(err(
+                format!("{loc}.{what}.when"),
+                "`when` only applies to completing create calls and update calls",
+            ));
+        }
+        if call.id_from != IdFrom::Body && !id_from_ok {
+            errors.push(err(format!("{loc}.{what}.id_from"), "`id_from` only applies to the first create call"));
+        }
+    }
 }
 
 /// Checks and compiles paging: a positive page size, and a `next` path exactly for cursor paging.

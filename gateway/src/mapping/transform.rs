@@ -232,13 +232,15 @@ fn app_value_to_scim(a: &AttrMap, t: &ScimTarget, raw: &Value, app: &Value, refs
 
 /// Maps a SCIM resource to the app object the mapping builds from it. Fails on values the app
 /// cannot represent, before anything is sent. With `clear`, attributes the resource does not have
-/// are written as `null` (updates of apps that merge).
+/// are written as `null` (updates of apps that merge); with `partial`, missing required attributes
+/// are left out rather than refused (to show the part of an update a PATCH determines).
 pub fn to_app(
     rm: &ResourceMapping,
     scim: &Value,
     refs: RefLookup<'_>,
     credentials: &Value,
     clear: bool,
+    partial: bool,
 ) -> Result<Value, ScimError> {
     let mut app = Value::Object(Map::new());
     for a in rm.attributes.iter().filter(|a| a.direction != Direction::ToScim && !a.stored) {
@@ -248,7 +250,7 @@ pub fn to_app(
         }
         let Some(t) = &a.target else { continue };
         let Some(v) = read_target(scim, t) else {
-            if a.required {
+            if a.required && !partial {
                 return Err(ScimError::invalid_value(format!("`{}` is required", display_target(t))));
             }
             if clear && a.to_app.is_none() {

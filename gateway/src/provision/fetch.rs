@@ -150,7 +150,10 @@ pub async fn window(
         let got = page.len();
         let skipped = skip.min(got);
         skip -= skipped;
-        items.extend(page.into_iter().skip(skipped).take(want - items.len()));
+        let room = want - items.len();
+        // Items of this page beyond the window: the app has more, whatever else it says.
+        let left_over = got - skipped > room;
+        items.extend(page.into_iter().skip(skipped).take(room));
         pos += got;
         let exhausted = match style {
             PagingStyle::Offset | PagingStyle::Page => got < limit || total.is_some_and(|t| pos >= t),
@@ -168,12 +171,16 @@ pub async fn window(
             PagingStyle::None => true,
             PagingStyle::Link => match next_link(&resp.headers) {
                 Some(url) => {
-                    next_url = Some(url);
+                    next_url = Some(tenant.backend.resolve(&url));
                     false
                 }
                 None => true,
             },
         };
+        if left_over {
+            more = true;
+            break;
+        }
         if exhausted || got == 0 {
             more = false;
             break;

@@ -134,7 +134,12 @@ impl<'a> Ops<'a> {
 
     /// Reads the app object behind a record, with its `extras`.
     async fn read_app(&self, record: &Record) -> Result<Value, ScimError> {
-        let id = app_id_value(record)?;
+        self.read_app_id(&app_id_value(record)?).await
+    }
+
+    /// Reads the app object with app id `id`, with its `extras`.
+    async fn read_app_id(&self, id: &Value) -> Result<Value, ScimError> {
+        let id = id.clone();
         let what = self.what("read");
         let resp = fetch::send(self.tenant, &self.rm.read, &self.ctx(&[("id", &id)]), &[], &what).await?;
         let mut app = self.rm.read.result_of(&resp.body).cloned().ok_or_else(|| {
@@ -189,7 +194,7 @@ impl<'a> Ops<'a> {
     async fn to_app(&self, scim: &Value, update: bool) -> Result<Value, ScimError> {
         let refs = self.write_refs(scim).await?;
         let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
-        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update && self.rm.clear_with_null)
+        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update && self.rm.clear_with_null, false)
     }
 
     /// The SCIM resource for an app object and its record, with `id`, `externalId` and `meta`.
@@ -276,7 +281,7 @@ impl<'a> Ops<'a> {
             _ => Vec::new(),
         };
         let external_id = get_ci(&scim, "externalId").and_then(Value::as_str).map(str::to_owned);
-        if let Some(existing) = self.stored_duplicate(&scim).await? {
+        if let Some(existing) = self.stored_duplicate(&scim, None).await? {
             if self.tenant.options.on_duplicate == OnDuplicate::ReturnExisting {
                 return self.get(&existing.id, &[], &[]).await;
             }
@@ -319,6 +324,16 @@ impl<'a> Ops<'a> {
             self.compensate_create(&app_id).await;
             return Err(e);
         }
+        // A Location names the object in a URL, which does not tell "42" from 42: the object's own
+        // id field does, so the id is taken from it when the app has one.
+        let (app_id, created) = match self.rm.create.id_from {
+            IdFrom::Location => {
+                let provisional: Value = serde_json::from_str(&app_id).map_err(|_| ScimError::status(500, "bad id"))?;
+                let obj = self.read_app_id(&provisional).await?;
+                (self.app_id_of(&obj, &what).unwrap_or(app_id), obj)
+            }
+            IdFrom::Body => (app_id, created),
+        };
         let ts = now();
         let record = Record {
             id: uuid::Uuid::new_v4().to_string(),
@@ -355,7 +370,7 @@ impl<'a> Ops<'a> {
             }
             added.push(m.clone());
         }
-        let app_view = if self.rm.after_create.is_empty()
+        let app_view = if (self.rm.after_create.is_empty() || self.rm.create.id_from == IdFrom::Location)
             && created.is_object()
             && created.as_object().is_some_and(|o| o.len() > 1)
         {
@@ -427,6 +442,8 @@ impl<'a> Ops<'a> {
             ));
         }
         let group_id = app_id_value(&record)?;
+        // The create may have been cut off before its completing calls: they are made now.
+        self.complete_create(&record.app_id, &self.to_app(scim, false).await?, scim, &what).await?;
         for m in member_ids {
             self.add_member(&group_id, m).await?;
         }
@@ -438,7 +455,7 @@ impl<'a> Ops<'a> {
 
     /// The resource already holding a unique attribute the gateway keeps (a stored `userName`): the
     /// app cannot enforce uniqueness for what it does not hold, so the gateway does.
-    async fn stored_duplicate(&self, scim: &Value) -> Result<Option<Record>, ScimError> {
+    async fn stored_duplicate(&self, scim: &Value, except: Option<&str>) -> Result<Option<Record>, ScimError> {
         for a in self.rm.attributes.iter().filter(|a| a.stored) {
             let Some(t) = &a.target else { continue };
             if t.attribute.uniqueness == crate::scim::schema::Uniqueness::None {
@@ -446,7 +463,9 @@ impl<'a> Ops<'a> {
             }
             let Some(v) = transform::read_target(scim, t).and_then(Value::as_str) else { continue };
             let path = transform::display_target(t);
-            if let Some(r) = self.p.store.by_stored(&self.tenant.id, self.kind, &path, v).await.map_err(store_error)? {
+            if let Some(r) = self.p.store.by_stored(&self.tenant.id, self.kind, &path, v).await.map_err(store_error)?
+                && Some(r.id.as_str()) != except
+            {
                 return Ok(Some(r));
             }
         }
@@ -548,6 +567,13 @@ impl<'a> Ops<'a> {
                 400,
                 ScimType::Mutability,
                 format!("{what}: the application cannot update a {}", self.kind.name()),
+            ));
+        }
+        if self.stored_duplicate(&scim, Some(&record.id)).await?.is_some() {
+            return Err(ScimError::new(
+                409,
+                ScimType::Uniqueness,
+                format!("{what}: another {} has this name", self.kind.name()),
             ));
         }
         let app_obj = self.to_app(&scim, true).await?;
