@@ -143,6 +143,10 @@ fn check_reports_a_bad_template_and_a_missing_mapping() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("unclosed `{{`") && err.contains("resources.User.operations"), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains("demo-app.yaml:") && l.contains("unclosed")),
+        "compile problems name a line: {err}"
+    );
     assert!(err.contains("other.yaml") && err.contains("mapping `nope` does not exist"), "{err}");
 }
 

@@ -5,6 +5,7 @@
 //! reads and parses, so `scimbridge check` and `serve` share one path.
 
 pub mod env;
+pub mod locate;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -314,9 +314,11 @@ pub fn compile(file: &MappingFile) -> Result<Mapping, Vec<CompileError>> {
     if file.resources.is_empty() {
         errors.push(err("resources", "a mapping must map at least one resource type"));
     }
+    // Judged on the file, not on what compiled: a resource with errors of its own still exists.
+    let declared = |k: ResourceKind| file.resources.contains_key(k.name());
     for r in resources.values() {
         if let Some(m) = &r.members
-            && !resources.contains_key(&m.member_kind)
+            && !declared(m.member_kind)
         {
             errors.push(err(
                 format!("resources.{}.members.resource", r.kind.name()),
@@ -325,7 +327,7 @@ pub fn compile(file: &MappingFile) -> Result<Mapping, Vec<CompileError>> {
         }
         for a in &r.attributes {
             if let Some(k) = a.reference
-                && !resources.contains_key(&k)
+                && !declared(k)
             {
                 errors.push(err(
                     format!("resources.{}.attributes", r.kind.name()),

@@ -97,14 +97,18 @@ impl Registry {
                 Ok(m) => {
                     mappings.insert(name.as_str(), Arc::new(m));
                 }
-                Err(errs) => problems.extend(errs.into_iter().map(|e| Problem {
-                    file: path.clone(),
-                    line: None,
-                    column: None,
-                    location: Some(e.location),
-                    message: e.message,
-                    hint: e.hint,
-                })),
+                Err(errs) => {
+                    // Compilation works on parsed values: the text is read again to name lines.
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    problems.extend(errs.into_iter().map(|e| Problem {
+                        file: path.clone(),
+                        line: crate::config::locate::line_of(&text, &e.location),
+                        column: None,
+                        location: Some(e.location),
+                        message: e.message,
+                        hint: e.hint,
+                    }));
+                }
             }
         }
         let mut tenants = HashMap::new();
