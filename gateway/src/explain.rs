@@ -186,13 +186,28 @@ pub fn explain(tenant: &Tenant, method: &str, target: &str, body: Option<&Value>
                 && delta.rest.is_empty()
             {
                 let group = ex.app_id(id);
-                for (call, ids, what) in
-                    [(&m.add, &delta.add, "add member"), (&m.remove, &delta.remove, "remove member")]
-                {
-                    for member in ids {
-                        let mid = Value::String(format!("<app id of {} {member}>", m.member_kind.name()));
-                        steps.push(ex.render(call, what, &[("id", &group), ("member_id", &mid)])?);
+                let member =
+                    |scim_id: &String| Value::String(format!("<app id of {} {scim_id}>", m.member_kind.name()));
+                match (&m.add, &m.remove, &m.set) {
+                    (Some(add), Some(remove), _) => {
+                        for (call, ids, what) in
+                            [(add, &delta.add, "add member"), (remove, &delta.remove, "remove member")]
+                        {
+                            for scim_id in ids {
+                                steps.push(ex.render(
+                                    call,
+                                    what,
+                                    &[("id", &group), ("member_id", &member(scim_id))],
+                                )?);
+                            }
+                        }
                     }
+                    (_, _, Some(set)) => {
+                        steps.push(note("list the current members, apply the change"));
+                        let ids = Value::Array(vec![Value::String("<the resulting member ids>".into())]);
+                        steps.push(ex.render(set, "set members", &[("id", &group), ("member_ids", &ids)])?);
+                    }
+                    _ => {}
                 }
             } else {
                 ex.read(id, &mut steps)?;

@@ -51,6 +51,18 @@ pub async fn add(
     Ok(created(format!("/api/v1/teams/{team_id}/members/{account_id}"), One { member }))
 }
 
+/// `PUT /teams/{id}/members` with `{"account_ids": [N, …]}`: replaces the whole membership.
+pub async fn set(
+    State(state): State<Arc<AppState>>,
+    Ids(team_id): Ids<u64>,
+    JsonObject(mut body): JsonObject,
+) -> Result<StatusCode> {
+    let ids = body.take_required_ids("account_ids")?;
+    body.finish()?;
+    state.store.write().await.set_members(team_id, &ids, Timestamp::now())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `DELETE /teams/{id}/members/{account_id}`
 pub async fn remove(
     State(state): State<Arc<AppState>>,

@@ -40,7 +40,7 @@ pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
         .route("/accounts/{id}", get(accounts::show).put(accounts::replace).delete(accounts::delete))
         .route("/teams", get(teams::list).post(teams::create))
         .route("/teams/{id}", get(teams::show).put(teams::replace).delete(teams::delete))
-        .route("/teams/{id}/members", get(members::list).post(members::add))
+        .route("/teams/{id}/members", get(members::list).post(members::add).put(members::set))
         .route("/teams/{id}/members/{account_id}", delete(members::remove))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key));

@@ -101,6 +101,22 @@ impl Object {
         }
     }
 
+    /// A required array of positive integer ids.
+    pub fn take_required_ids(&mut self, name: &str) -> Result<Vec<u64>> {
+        match self.take(name) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|id| *id > 0)
+                        .ok_or_else(|| self.wrong_type(name, "an array of positive integer ids"))
+                })
+                .collect(),
+            Some(_) => Err(self.wrong_type(name, "an array of positive integer ids")),
+            None => Err(self.missing(name)),
+        }
+    }
+
     /// A required positive integer id.
     pub fn take_required_id(&mut self, name: &str) -> Result<u64> {
         match self.take(name) {

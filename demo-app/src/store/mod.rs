@@ -33,6 +33,27 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a team's members exactly `account_ids` (all must exist); keeps the join time of those
+    /// who stay.
+    pub fn set_members(&mut self, team_id: u64, account_ids: &[u64], now: Timestamp) -> Result<()> {
+        self.teams.get(team_id)?;
+        if let Some(missing) = account_ids.iter().find(|id| !self.accounts.contains(**id)) {
+            return Err(Error::invalid(format!(
+                "field 'account_ids' references account {missing}, which does not exist"
+            )));
+        }
+        let wanted: BTreeSet<u64> = account_ids.iter().copied().collect();
+        let (current, _) = self.teams.members(team_id, crate::page::PageRequest { offset: 0, limit: usize::MAX })?;
+        for m in current.iter().filter(|m| !wanted.contains(&m.account_id)) {
+            self.teams.remove_member(team_id, m.account_id, now)?;
+        }
+        let present: BTreeSet<u64> = current.iter().map(|m| m.account_id).collect();
+        for id in wanted.difference(&present) {
+            self.teams.add_member(team_id, *id, now)?;
+        }
+        Ok(())
+    }
+
     /// Adds an existing account to an existing team.
     pub fn add_member(&mut self, team_id: u64, account_id: u64, now: Timestamp) -> Result<Member> {
         self.teams.get(team_id)?;

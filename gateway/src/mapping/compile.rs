@@ -245,8 +245,10 @@ pub struct MembersMapping {
     pub member_id: MemberId,
     pub total: Option<Pointer>,
     pub paging: Paging,
-    pub add: Call,
-    pub remove: Call,
+    pub add: Option<Call>,
+    pub remove: Option<Call>,
+    /// Whole-set replacement.
+    pub set: Option<Call>,
     /// Statuses after which add/remove are verified against the member list.
     pub verify_on: Vec<u16>,
     /// Whether the remove call needs the member's list entry.
@@ -797,8 +799,11 @@ fn check_call_keys(spec: &ResourceSpec, loc: &str, errors: &mut Vec<CompileError
     }
     if let Some(m) = &spec.members {
         calls.push(("members.list.request".into(), &m.list.request, false, false));
-        calls.push(("members.add".into(), &m.add, false, false));
-        calls.push(("members.remove".into(), &m.remove, false, false));
+        for (what, c) in [("members.add", &m.add), ("members.remove", &m.remove), ("members.set", &m.set)] {
+            if let Some(c) = c {
+                calls.push((what.into(), c, false, false));
+            }
+        }
     }
     for (what, call, when_ok, id_from_ok) in calls {
         if call.when.is_some() && !when_ok {
@@ -865,8 +870,17 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
         }
     };
     let list = call(&spec.list.request, "list.request");
-    let add = call(&spec.add, "add");
-    let remove = call(&spec.remove, "remove");
+    let add = spec.add.as_ref().map(|c| call(c, "add"));
+    let remove = spec.remove.as_ref().map(|c| call(c, "remove"));
+    let set = spec.set.as_ref().map(|c| call(c, "set"));
+    match (&spec.add, &spec.remove, &spec.set) {
+        (Some(_), Some(_), _) | (None, None, Some(_)) => {}
+        _ => errors.push(CompileError {
+            location: loc.to_owned(),
+            message: "members need `add` and `remove` calls, or a `set` call (or all three)".into(),
+            hint: Some("`set` replaces the whole membership: its body sees `member_ids`".into()),
+        }),
+    }
     let items = parse_pointer(&spec.list.items, &format!("{loc}.list.items"), errors);
     let member_id = match (&spec.list.member_id, &spec.list.member_id_from) {
         (Some(_), Some(_)) => {
@@ -892,8 +906,9 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
         member_id: member_id?,
         total: total.map(|p| p.ok_or(())).transpose().ok()?,
         paging: paging?,
-        add: add?,
-        remove: remove?,
+        add: add.map(|c| c.ok_or(())).transpose().ok()?,
+        remove: remove.map(|c| c.ok_or(())).transpose().ok()?,
+        set: set.map(|c| c.ok_or(())).transpose().ok()?,
         verify_on: spec.verify_on.clone(),
         remove_uses_entry: spec.remove_uses_entry,
     })

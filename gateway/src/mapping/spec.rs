@@ -376,9 +376,16 @@ pub struct MembersSpec {
     /// Lists a group's members; templates see `id`, `offset`, `limit`, `page`.
     pub list: MemberListSpec,
     /// Adds one member; templates see `id` and `member_id` (app ids).
-    pub add: CallSpec,
+    #[serde(default)]
+    pub add: Option<CallSpec>,
     /// Removes one member; templates see `id` and `member_id` (and `entry` with `remove_uses_entry`).
-    pub remove: CallSpec,
+    #[serde(default)]
+    pub remove: Option<CallSpec>,
+    /// Replaces the whole membership in one call; templates see `id` and `member_ids` (the app ids
+    /// of every member the group should have). Used for PUT and member replacement, and for adds and
+    /// removes when there are no `add`/`remove` calls.
+    #[serde(default)]
+    pub set: Option<CallSpec>,
     /// Statuses of `add`/`remove` that do not say whether the change happened (some apps answer 422
     /// both for "already a member" and "no such user"): after one, the gateway lists the members
     /// and succeeds if the change is in place.

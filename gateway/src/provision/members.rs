@@ -143,6 +143,16 @@ impl Ops<'_> {
         let member: Value =
             serde_json::from_str(member_app_id).map_err(|_| ScimError::status(500, "stored app id is corrupt"))?;
         let (call, what) = if add { (&m.add, "add member to") } else { (&m.remove, "remove member from") };
+        let Some(call) = call else {
+            // Only whole-set replacement: the current set with this one change.
+            let mut set: BTreeSet<String> = self.member_app_ids(group_id).await?.into_iter().collect();
+            if add {
+                set.insert(member_app_id.to_owned())
+            } else {
+                set.remove(member_app_id)
+            };
+            return self.replace_members(group_id, &set).await;
+        };
         let what = self.what(what);
         let entry = if !add && m.remove_uses_entry {
             match self.member_list(group_id).await?.into_iter().find(|(id, _)| id == member_app_id) {
@@ -191,6 +201,15 @@ impl Ops<'_> {
                 to_remove.push(r.app_id);
             }
         }
+        if m.add.is_none() || m.remove.is_none() {
+            // Whole-set replacement: one call with the resulting set.
+            let mut set: BTreeSet<String> = self.member_app_ids(&group_id).await?.into_iter().collect();
+            set.extend(to_add);
+            for r in &to_remove {
+                set.remove(r);
+            }
+            return self.replace_members(&group_id, &set).await;
+        }
         for a in &to_add {
             self.member_call(true, &group_id, a).await?;
         }
@@ -200,10 +219,28 @@ impl Ops<'_> {
         Ok(())
     }
 
+    /// Replaces a group's whole membership with `members` (app ids) through the `set` call.
+    async fn replace_members(&self, group_id: &Value, members: &BTreeSet<String>) -> Result<(), ScimError> {
+        let m = self.members_mapping()?;
+        let call = m.set.as_ref().ok_or_else(|| ScimError::status(500, "the mapping has no members.set call"))?;
+        let ids = members
+            .iter()
+            .map(|id| serde_json::from_str::<Value>(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ScimError::status(500, "stored app id is corrupt"))?;
+        let member_ids = Value::Array(ids);
+        let what = self.what("set members of");
+        fetch::send(self.tenant, call, &self.ctx(&[("id", group_id), ("member_ids", &member_ids)]), &[], &what).await?;
+        Ok(())
+    }
+
     /// Makes the group's members exactly `desired` (app ids).
     pub(super) async fn set_members(&self, group_id: &Value, desired: Vec<String>) -> Result<(), ScimError> {
-        let current: BTreeSet<String> = self.member_app_ids(group_id).await?.into_iter().collect();
         let desired: BTreeSet<String> = desired.into_iter().collect();
+        if self.members_mapping()?.set.is_some() {
+            return self.replace_members(group_id, &desired).await;
+        }
+        let current: BTreeSet<String> = self.member_app_ids(group_id).await?.into_iter().collect();
         for a in desired.difference(&current) {
             self.member_call(true, group_id, a).await?;
         }
