@@ -40,6 +40,14 @@ impl ResourceKind {
             ResourceKind::Group => "Groups",
         }
     }
+    /// The attribute that names a resource uniquely and that SCIM requires: `userName` for a User,
+    /// `displayName` for a Group.
+    pub fn unique_name(self) -> &'static str {
+        match self {
+            ResourceKind::User => "userName",
+            ResourceKind::Group => "displayName",
+        }
+    }
     /// Parses a resource type name (`User`).
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
@@ -442,10 +450,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         }
         None => None,
     };
-    let required_name = match kind {
-        ResourceKind::User => "userName",
-        ResourceKind::Group => "displayName",
-    };
+    let required_name = kind.unique_name();
     if !attributes.iter().any(|a| {
         a.direction != Direction::ToApp
             && a.target.as_ref().is_some_and(|t| t.urn.is_none() && t.sub.is_none() && t.name == required_name)

@@ -406,16 +406,7 @@ impl<'a> Ops<'a> {
     /// name, if the store has never seen it, is the one just created: it is recorded and answered.
     /// One the store knows is a real duplicate.
     async fn recover_create(&self, scim: &Value, member_ids: &[String]) -> Result<Option<Written>, ScimError> {
-        let key = match self.kind {
-            ResourceKind::User => "userName",
-            ResourceKind::Group => "displayName",
-        };
-        let Some(value) = get_ci(scim, key).and_then(Value::as_str) else { return Ok(None) };
-        let f = filter::Filter::Compare {
-            path: AttrPath::new(key),
-            op: filter::CompareOp::Eq,
-            value: Value::String(value.to_owned()),
-        };
+        let Some((value, f)) = self.unique_name_filter(scim) else { return Ok(None) };
         let what = self.what("create");
         let found = self.unadopted_matches(&f).await?;
         let [app] = found.as_slice() else { return Ok(None) };
@@ -481,18 +472,21 @@ impl<'a> Ops<'a> {
         }
     }
 
-    /// The existing resource a duplicate create collided with (for `on_duplicate: return_existing`).
-    async fn existing_for(&self, scim: &Value) -> Result<Option<Written>, ScimError> {
-        let key = match self.kind {
-            ResourceKind::User => "userName",
-            ResourceKind::Group => "displayName",
-        };
-        let Some(value) = get_ci(scim, key).and_then(Value::as_str) else { return Ok(None) };
+    /// `userName eq "<value>"` (or `displayName` for groups) for a resource body, with the value.
+    fn unique_name_filter<'s>(&self, scim: &'s Value) -> Option<(&'s str, filter::Filter)> {
+        let key = self.kind.unique_name();
+        let value = get_ci(scim, key).and_then(Value::as_str)?;
         let f = filter::Filter::Compare {
             path: AttrPath::new(key),
             op: filter::CompareOp::Eq,
             value: Value::String(value.to_owned()),
         };
+        Some((value, f))
+    }
+
+    /// The existing resource a duplicate create collided with (for `on_duplicate: return_existing`).
+    async fn existing_for(&self, scim: &Value) -> Result<Option<Written>, ScimError> {
+        let Some((_, f)) = self.unique_name_filter(scim) else { return Ok(None) };
         let found = self.find(&f).await?;
         Ok(found.into_iter().next().map(|(record, resource)| self.written(&record, resource)))
     }
