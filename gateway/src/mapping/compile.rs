@@ -1020,6 +1020,21 @@ resources:
     }
 
     #[test]
+    fn lines_sharing_an_attribute_publish_what_they_allow_together() {
+        let m = mapping(
+            "      - scim: title\n        app: /t\n      - scim: title\n        app: /t2\n        direction: to_scim",
+            "POST",
+        )
+        .unwrap();
+        let s = &m.resource(ResourceKind::User).unwrap().schema;
+        assert_eq!(
+            s.find(None, "title", None).unwrap().mutability,
+            schema::Mutability::Immutable,
+            "no replace: immutable, not readOnly"
+        );
+    }
+
+    #[test]
     fn to_app_lines_publish_write_only() {
         let m = mapping("      - scim: password\n        app: /pw\n        direction: to_app", "POST").unwrap();
         let s = &m.resource(ResourceKind::User).unwrap().schema;

@@ -324,6 +324,8 @@ pub fn display_target(t: &ScimTarget) -> String {
 
 /// `(schema URN, attribute, sub-attribute)`.
 type SubAttr = (Option<String>, String, String);
+/// `(schema URN, attribute, optional sub-attribute)`.
+type SubKey = (Option<String>, String, Option<String>);
 
 /// The SCIM schema a tenant publishes for this resource: exactly what the mapping can hold, so a
 /// client (and a conformance suite) never writes an attribute that would not read back.
@@ -341,8 +343,20 @@ pub fn published_schema(
     let mut keep: Vec<Keep> = Vec::new();
     // Canonical values per (urn, attribute, sub-attribute), gathered from every selector.
     let mut canonical: std::collections::BTreeMap<SubAttr, Vec<String>> = std::collections::BTreeMap::new();
+    // Several lines may map one attribute (a full value and a fallback, a write to a second field):
+    // what clients may do with it follows all of them together, not whichever line comes last.
+    let mut ways: std::collections::BTreeMap<SubKey, (bool, bool)> = std::collections::BTreeMap::new();
+    for a in attributes {
+        if let Some(t) = &a.target {
+            let w = ways.entry((t.urn.clone(), t.name.clone(), t.sub.clone())).or_default();
+            w.0 |= a.direction != Direction::ToApp;
+            w.1 |= a.direction != Direction::ToScim;
+        }
+    }
     for a in attributes {
         let Some(t) = &a.target else { continue };
+        let (readable, writable) =
+            ways.get(&(t.urn.clone(), t.name.clone(), t.sub.clone())).copied().unwrap_or_default();
         let mut k = Keep { urn: t.urn.clone(), name: t.name.clone(), sub: t.sub.clone(), ..Keep::default() };
         if a.required {
             k.overrides.required = Some(true);
@@ -352,15 +366,15 @@ pub fn published_schema(
             }
         }
         k.overrides.case_exact = a.case_exact;
-        match a.direction {
-            Direction::ToScim => k.overrides.mutability = Some(Mutability::ReadOnly),
+        match (readable, writable) {
+            (true, false) => k.overrides.mutability = Some(Mutability::ReadOnly),
             // Written, never read back (a password): clients must not expect it in answers.
-            Direction::ToApp => {
+            (false, true) => {
                 k.overrides.mutability = Some(Mutability::WriteOnly);
                 k.overrides.returned = Some(crate::scim::schema::Returned::Never);
             }
-            Direction::Both if !updatable => k.overrides.mutability = Some(Mutability::Immutable),
-            Direction::Both => {}
+            _ if !updatable => k.overrides.mutability = Some(Mutability::Immutable),
+            _ => {}
         }
         if a.reference.is_some()
             && t.sub.as_deref() == Some("value")
