@@ -192,6 +192,8 @@ pub struct AttrMap {
     pub reference: Option<ResourceKind>,
     pub entry: Map<String, Value>,
     pub required: bool,
+    /// Written on updates when the resource lacks the attribute.
+    pub clear: Option<Value>,
 }
 
 /// An `eq` filter the app can answer itself.
@@ -251,6 +253,8 @@ pub struct MembersMapping {
     pub list: Call,
     pub items: Pointer,
     pub member_id: MemberId,
+    /// Entries that are not members as far as SCIM is concerned.
+    pub skip: Option<Expr>,
     pub total: Option<Pointer>,
     pub paging: Paging,
     pub add: Option<Call>,
@@ -592,6 +596,7 @@ fn compile_attribute(a: &AttributeSpec, full: &ResourceSchema, loc: &str) -> Res
         reference,
         entry: a.entry.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         required: a.required,
+        clear: a.clear.clone(),
         case_exact: a.case_exact,
     })
 }
@@ -909,6 +914,13 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
         list: list?,
         items: items?,
         member_id: member_id?,
+        skip: match spec.list.skip.as_deref().map(Expr::compile).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(err(format!("{loc}.list.skip"), e.to_string()));
+                return None;
+            }
+        },
         total: total.map(|p| p.ok_or(())).transpose().ok()?,
         paging: paging?,
         add: add.map(|c| c.ok_or(())).transpose().ok()?,
@@ -1032,6 +1044,18 @@ resources:
             schema::Mutability::Immutable,
             "no replace: immutable, not readOnly"
         );
+    }
+
+    #[test]
+    fn updates_write_a_lines_clear_value_for_absent_attributes() {
+        let m = mapping("      - scim: title\n        app: /t\n        clear: \"\"", "POST").unwrap();
+        let rm = m.resource(ResourceKind::User).unwrap();
+        let none = |_: ResourceKind, _: &str| None;
+        let scim = serde_json::json!({"userName": "x"});
+        let update = super::super::transform::to_app(rm, &scim, &none, &Value::Null, true, false).unwrap();
+        assert_eq!(update, serde_json::json!({"login": "x", "t": ""}));
+        let create = super::super::transform::to_app(rm, &scim, &none, &Value::Null, false, false).unwrap();
+        assert_eq!(create, serde_json::json!({"login": "x"}), "creates leave absent attributes out");
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub struct AttributeSpec {
     /// The SCIM attribute must be present on create/replace.
     #[serde(default)]
     pub required: bool,
+    /// The app value that clears the field, written on updates when the resource no longer has the
+    /// attribute (for apps whose update merges and that refuse `null`: `""`, `[]`).
+    #[serde(default)]
+    pub clear: Option<Value>,
     /// How a string value compares (overrides the SCIM schema's caseExact in published schemas).
     #[serde(default)]
     pub case_exact: Option<bool>,
@@ -416,6 +420,10 @@ pub struct MemberListSpec {
     /// id is the last segment of a URL: `entry.user | basename`). Instead of `member_id`.
     #[serde(default)]
     pub member_id_from: Option<String>,
+    /// Expression over `entry`: entries for which it is true are not members as far as SCIM is
+    /// concerned (an app's own service account): never shown, never removed.
+    #[serde(default)]
+    pub skip: Option<String>,
     #[serde(default)]
     pub total: Option<String>,
     #[serde(default)]

@@ -231,15 +231,16 @@ fn app_value_to_scim(a: &AttrMap, t: &ScimTarget, raw: &Value, app: &Value, refs
 }
 
 /// Maps a SCIM resource to the app object the mapping builds from it. Fails on values the app
-/// cannot represent, before anything is sent. With `clear`, attributes the resource does not have
-/// are written as `null` (updates of apps that merge); with `partial`, missing required attributes
+/// cannot represent, before anything is sent. On an `update`, attributes the resource does not have
+/// are written as their line's `clear` value, or as `null` when the resource has `clear_with_null`
+/// (apps whose update merges); with `partial`, missing required attributes
 /// are left out rather than refused (to show the part of an update a PATCH determines).
 pub fn to_app(
     rm: &ResourceMapping,
     scim: &Value,
     refs: RefLookup<'_>,
     credentials: &Value,
-    clear: bool,
+    update: bool,
     partial: bool,
 ) -> Result<Value, ScimError> {
     let mut app = Value::Object(Map::new());
@@ -253,8 +254,12 @@ pub fn to_app(
             if a.required && !partial {
                 return Err(ScimError::invalid_value(format!("`{}` is required", display_target(t))));
             }
-            if clear && a.to_app.is_none() {
-                a.app.set(&mut app, Value::Null);
+            if update && a.to_app.is_none() {
+                match (&a.clear, rm.clear_with_null) {
+                    (Some(v), _) => a.app.set(&mut app, v.clone()),
+                    (None, true) => a.app.set(&mut app, Value::Null),
+                    (None, false) => {}
+                }
             }
             continue;
         };

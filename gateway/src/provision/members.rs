@@ -47,8 +47,12 @@ impl Ops<'_> {
                 format!("{what}: the group has more than {MAX_MEMBERS} members"),
             ));
         }
+        let skipped = |entry: &Value| {
+            m.skip.as_ref().is_some_and(|s| matches!(s.eval(&Context::new([("entry", entry)])), Ok(Value::Bool(true))))
+        };
         w.items
             .into_iter()
+            .filter(|entry| !skipped(entry))
             .map(|entry| {
                 let id = match &m.member_id {
                     MemberId::Entry => Some(entry.clone()),

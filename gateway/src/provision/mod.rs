@@ -189,12 +189,12 @@ impl<'a> Ops<'a> {
         Ok(out)
     }
 
-    /// Maps a SCIM resource to its app object, or fails before anything is sent. `update` makes
-    /// absent attributes explicit nulls where the mapping asks for it (`clear_with_null`).
+    /// Maps a SCIM resource to its app object, or fails before anything is sent. On an `update`,
+    /// absent attributes are cleared where the mapping says how (`clear`, `clear_with_null`).
     async fn to_app(&self, scim: &Value, update: bool) -> Result<Value, ScimError> {
         let refs = self.write_refs(scim).await?;
         let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
-        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update && self.rm.clear_with_null, false)
+        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update, false)
     }
 
     /// The SCIM resource for an app object and its record, with `id`, `externalId` and `meta`.
