@@ -201,3 +201,38 @@ async fn a_create_whose_answer_is_lost_is_found_again_not_duplicated() {
     let (_, v) = gw.app_get("/api/v1/accounts?login=lost%40example.com").await;
     assert_eq!(v["paging"]["total"], 1, "exactly one account: {v}");
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_per_tenant_and_per_token() {
+    let config = two_tenant_config();
+    let t = config.join("tenants/other.yaml");
+    let mut text = std::fs::read_to_string(&t).unwrap();
+    text.push_str(&format!(
+        "  - label: c\n    sha256: \"{}\"\nlimits:\n  tenant: {{ per_second: 1, burst: 4 }}\n  per_token: {{ per_second: 1, burst: 2 }}\n",
+        sha256_hex("token-c")
+    ));
+    let text = text
+        .replace("auth:\n  tokens:\n    - label: b", "auth:\n  tokens:\n  - label: b")
+        .replace("      sha256", "    sha256");
+    std::fs::write(&t, text).unwrap();
+    let gw = Gateway::serve(&config, &temp_dir("data"), DemoApp::start());
+    let url = format!("{}/ServiceProviderConfig", other_base(&gw));
+    let get = |token: &'static str| {
+        let (gw, url) = (&gw, url.clone());
+        async move { gw.scim_as(token, Method::GET, &url, None, &[]).await }
+    };
+    assert_eq!(get(TOKEN_B).await.status, 200);
+    assert_eq!(get(TOKEN_B).await.status, 200);
+    let limited = get(TOKEN_B).await;
+    assert_eq!(limited.status, 429, "the token's burst of 2 is used: {:?}", limited.body);
+    assert_eq!(limited.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error");
+    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert_eq!(get("token-c").await.status, 200, "another token has its own budget");
+    assert_eq!(get("token-c").await.status, 200);
+    assert_eq!(get("token-c").await.status, 429, "the tenant's burst of 4 is used up");
+    // The demo tenant has no limits.
+    for _ in 0..10 {
+        assert_eq!(gw.scim(Method::GET, "/ServiceProviderConfig", None).await.status, 200);
+    }
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod explain;
 pub mod mapping;
 pub mod provision;
+pub mod ratelimit;
 pub mod scim;
 pub mod server;
 pub mod store;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts, Path};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -34,23 +35,37 @@ where
     S: Send + Sync,
     AppState: FromRef<S>,
 {
-    type Rejection = ErrorResponse;
+    type Rejection = axum::response::Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
+        let denied = || unauthorized().into_response();
         let Path(params): Path<Vec<(String, String)>> =
-            Path::from_request_parts(parts, state).await.map_err(|_| unauthorized())?;
-        let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str()).ok_or_else(unauthorized)?;
-        let tenant = app.registry.load().get(tenant_id).cloned().ok_or_else(unauthorized)?;
+            Path::from_request_parts(parts, state).await.map_err(|_| denied())?;
+        let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str()).ok_or_else(denied)?;
+        let tenant = app.registry.load().get(tenant_id).cloned().ok_or_else(denied)?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(auth::bearer)
-            .ok_or_else(unauthorized)?;
-        let label = tenant.tokens.verify(token).ok_or_else(unauthorized)?.to_owned();
+            .ok_or_else(denied)?;
+        let label = tenant.tokens.verify(token).ok_or_else(denied)?.to_owned();
+        if let Err(wait) = tenant.limits.check(&label) {
+            return Err(too_many_requests(wait));
+        }
         Ok(Self { tenant, token_label: label })
     }
+}
+
+/// 429 with `Retry-After` in whole seconds (at least 1) and a SCIM error body.
+fn too_many_requests(wait: std::time::Duration) -> axum::response::Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut r =
+        ErrorResponse(ScimError::status(429, format!("rate limit exceeded; retry after {secs} s"))).into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    r
 }
 
 /// Parses a request body as a JSON value, within depth and content-type rules.

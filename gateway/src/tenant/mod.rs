@@ -50,6 +50,8 @@ pub struct Tenant {
     pub credentials: Value,
     pub tokens: StaticTokens,
     pub options: TenantOptions,
+    /// Inbound rate limits.
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 impl Tenant {
@@ -194,6 +196,10 @@ fn build_tenant(
             None
         }
     };
+    let limits = crate::ratelimit::RateLimits::new(&file.limits).unwrap_or_else(|m| {
+        problems.push(Problem::file(path, format!("limits: {m}")));
+        crate::ratelimit::RateLimits::default()
+    });
     match (mapping, backend) {
         (Some(mapping), Some(backend)) if problems.is_empty() => Ok(Tenant {
             id: file.id.clone(),
@@ -202,6 +208,7 @@ fn build_tenant(
             credentials,
             tokens: StaticTokens::new(tokens),
             options: file.options.clone(),
+            limits,
         }),
         _ => Err(problems),
     }

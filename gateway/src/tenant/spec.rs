@@ -18,6 +18,30 @@ pub struct TenantFile {
     pub auth: AuthSpec,
     #[serde(default)]
     pub options: TenantOptions,
+    /// Inbound rate limits; none by default.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// Inbound rate limits: for the whole tenant and for each token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default)]
+    pub tenant: Option<RateSpec>,
+    #[serde(default)]
+    pub per_token: Option<RateSpec>,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests allowed at once (default: `per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Where the app is and how to authenticate to it.

@@ -1,0 +1,79 @@
+//! Inbound rate limits per tenant and per token (governor's GCRA), checked right after
+//! authentication. Exceeding one answers 429 with `Retry-After`, so a well-behaved client (and
+//! Entra's per-job back-off) slows down instead of failing.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::tenant::spec::{LimitsSpec, RateSpec};
+
+/// The limits of one tenant.
+#[derive(Default)]
+pub struct RateLimits {
+    tenant: Option<DefaultDirectRateLimiter>,
+    per_token: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("tenant", &self.tenant.is_some())
+            .field("per_token", &self.per_token.is_some())
+            .finish()
+    }
+}
+
+fn quota(spec: &RateSpec) -> Result<Quota, String> {
+    let rate = NonZeroU32::new(spec.per_second).ok_or("`per_second` must be at least 1")?;
+    let burst = NonZeroU32::new(spec.burst.unwrap_or(spec.per_second)).ok_or("`burst` must be at least 1")?;
+    Ok(Quota::per_second(rate).allow_burst(burst))
+}
+
+impl RateLimits {
+    /// Limiters for a tenant's `limits:` section.
+    pub fn new(spec: &LimitsSpec) -> Result<Self, String> {
+        Ok(Self {
+            tenant: spec.tenant.as_ref().map(quota).transpose()?.map(RateLimiter::direct),
+            per_token: spec.per_token.as_ref().map(quota).transpose()?.map(RateLimiter::keyed),
+        })
+    }
+
+    /// Admits one request of the token labelled `token`, or says how long to wait.
+    pub fn check(&self, token: &str) -> Result<(), Duration> {
+        let now = DefaultClock::default().now();
+        if let Some(l) = &self.per_token {
+            l.check_key(&token.to_owned()).map_err(|n| n.wait_time_from(now))?;
+        }
+        if let Some(l) = &self.tenant {
+            l.check().map_err(|n| n.wait_time_from(now))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_then_limits_per_token_and_tenant() {
+        let spec = LimitsSpec {
+            tenant: Some(RateSpec { per_second: 1, burst: Some(4) }),
+            per_token: Some(RateSpec { per_second: 1, burst: Some(2) }),
+        };
+        let l = RateLimits::new(&spec).unwrap();
+        assert!(l.check("a").is_ok() && l.check("a").is_ok());
+        let wait = l.check("a").unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(l.check("b").is_ok() && l.check("b").is_ok(), "another token has its own budget");
+        assert!(l.check("c").is_err(), "the tenant's burst of 4 is used up");
+        assert!(
+            RateLimits::new(&LimitsSpec { tenant: Some(RateSpec { per_second: 0, burst: None }), per_token: None })
+                .is_err()
+        );
+    }
+}
