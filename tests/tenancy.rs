@@ -236,3 +236,52 @@ async fn rate_limits_answer_429_with_retry_after_per_tenant_and_per_token() {
         assert_eq!(gw.scim(Method::GET, "/ServiceProviderConfig", None).await.status, 200);
     }
 }
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn configuration_changes_are_reloaded_and_invalid_ones_rejected() {
+    let config = two_tenant_config();
+    let gw = Gateway::serve(&config, &temp_dir("data"), DemoApp::start());
+    let url = format!("{}/ServiceProviderConfig", other_base(&gw));
+    let status = |token: &'static str| {
+        let (gw, url) = (&gw, url.clone());
+        async move { gw.scim_as(token, Method::GET, &url, None, &[]).await.status.as_u16() }
+    };
+    assert_eq!(status("rotated-token").await, 401);
+
+    // A new token in the file works without a restart (file change noticed).
+    let t = config.join("tenants/other.yaml");
+    let original = std::fs::read_to_string(&t).unwrap();
+    let with_token = original.replace(
+        "auth:\n  tokens:\n",
+        &format!("auth:\n  tokens:\n    - label: rotated\n      sha256: \"{}\"\n", sha256_hex("rotated-token")),
+    );
+    std::fs::write(&t, &with_token).unwrap();
+    assert!(eventually(10, async || status("rotated-token").await == 200).await, "the new token was not picked up");
+
+    // An invalid change is rejected as a whole: the running configuration keeps serving.
+    let m = config.join("mappings/demo-app.yaml");
+    let good_mapping = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, good_mapping.replace("method: DELETE", "method: FETCH")).unwrap();
+    std::fs::write(&t, &original).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(status("rotated-token").await, 200, "a rejected change must not remove the token");
+    assert_eq!(gw.scim(Method::GET, "/ServiceProviderConfig", None).await.status, 200);
+
+    // Fixed again and reloaded at once by SIGHUP: the token is gone now, as the file says.
+    std::fs::write(&m, &good_mapping).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &gw.proc.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    assert!(eventually(10, async || status("rotated-token").await == 401).await, "SIGHUP did not reload");
+    assert_eq!(status(TOKEN_B).await, 200);
+}

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod mapping;
 pub mod provision;
 pub mod ratelimit;
+pub mod reload;
 pub mod scim;
 pub mod server;
 pub mod store;

@@ -192,7 +192,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
     let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
-    run_gateway(registry, Arc::new(store), listener, args.public_url).await?;
+    run_gateway(registry, Arc::new(store), listener, args.public_url, Some(args.config)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -201,6 +201,7 @@ async fn run_gateway(
     store: Arc<dyn Store>,
     listener: tokio::net::TcpListener,
     public_url: Option<String>,
+    watch: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
@@ -209,6 +210,9 @@ async fn run_gateway(
         provisioner: Arc::new(Provisioner::new(store, &public_url)),
         limits: Limits::default(),
     };
+    if let Some(dir) = watch {
+        tokio::spawn(scimbridge::reload::watch(dir, state.registry.clone(), std::time::Duration::from_secs(2)));
+    }
     // Tests and scripts read this line to learn the port.
     println!("scimbridge listening on http://{addr}");
     tracing::info!(%addr, tenants = state.registry.load().len(), "serving");
@@ -256,7 +260,7 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let store = RedbStore::in_memory().context("create the demo store")?;
     let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
     println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
-    run_gateway(registry, Arc::new(store), listener, None).await?;
+    run_gateway(registry, Arc::new(store), listener, None, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)
 }

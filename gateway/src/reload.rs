@@ -1,0 +1,86 @@
+//! Configuration reload while serving: on SIGHUP, and when a file under `tenants/` or `mappings/`
+//! changes (polled: a handful of `stat` calls, no platform watcher to go wrong). The new
+//! configuration is validated as a whole and swapped in atomically; an invalid one is reported and
+//! the running one kept. Requests in flight finish on the tenant they started with (they hold it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::config;
+use crate::tenant::Registry;
+
+/// What the files looked like: path, size and modification time of each, sorted.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut out = Vec::new();
+    for sub in ["tenants", "mappings"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for e in entries.filter_map(Result::ok) {
+            if let Ok(m) = e.metadata()
+                && m.is_file()
+            {
+                out.push((e.path(), m.len(), m.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads, validates and swaps in the configuration of `dir`; `Err` carries the problems.
+pub fn reload(dir: &Path, registry: &ArcSwap<Registry>) -> Result<usize, config::Problems> {
+    let next = config::read_dir(dir).and_then(|set| Registry::build(&set))?;
+    let n = next.len();
+    registry.store(Arc::new(next));
+    Ok(n)
+}
+
+fn reload_logged(dir: &Path, registry: &ArcSwap<Registry>, why: &str) {
+    match reload(dir, registry) {
+        Ok(n) => tracing::info!(reason = why, tenants = n, "configuration reloaded"),
+        Err(problems) => {
+            for p in &problems.0 {
+                tracing::error!(reason = why, problem = %p, "configuration change rejected; the running configuration stays");
+            }
+        }
+    }
+}
+
+/// Reloads on SIGHUP and on file changes (checked every `every`) until the process ends.
+pub async fn watch(dir: PathBuf, registry: Arc<ArcSwap<Registry>>, every: Duration) {
+    let mut seen = fingerprint(&dir);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let signal = async {
+            match hup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signal = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = signal => {
+                seen = fingerprint(&dir);
+                reload_logged(&dir, &registry, "SIGHUP");
+            }
+            _ = tick.tick() => {
+                let now = fingerprint(&dir);
+                if now != seen {
+                    // Let an editor finish writing before reading.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    seen = fingerprint(&dir);
+                    reload_logged(&dir, &registry, "files changed");
+                }
+            }
+        }
+    }
+}
