@@ -27,6 +27,10 @@ pub const MAX_DEPTH: usize = 32;
 /// cost of evaluating it per resource, and the recursion depth of printing and dropping it.
 pub const MAX_TERMS: usize = 256;
 
+/// The longest filter accepted, in bytes: far beyond any real identity provider's (Entra sends one
+/// or two comparisons), and refused before any parsing work.
+pub const MAX_LENGTH: usize = 4096;
+
 /// Comparison operators of RFC 7644 Table 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareOp {
@@ -157,6 +161,9 @@ impl From<ParseError> for ScimError {
 /// client's spelling. Input nesting deeper than [`MAX_DEPTH`] or with more than [`MAX_TERMS`]
 /// comparisons is rejected.
 pub fn parse_filter(input: &str) -> Result<Filter, ParseError> {
+    if input.len() > MAX_LENGTH {
+        return Err(ParseError::new(MAX_LENGTH, format!("filter is longer than {MAX_LENGTH} bytes")));
+    }
     let mut parser = Parser::new(input);
     let first = parser.peek()?;
     if first.kind == Kind::End {
@@ -1135,6 +1142,14 @@ mod tests {
     }
 
     #[test]
+    fn overlong_filters_are_refused_before_parsing() {
+        let long = format!("userName eq \"{}\"", "x".repeat(MAX_LENGTH));
+        let e = parse_filter(&long).expect_err("too long");
+        assert!(e.message.contains("longer than"), "{e}");
+        assert!(parse_filter(&format!("userName eq \"{}\"", "x".repeat(100))).is_ok());
+    }
+
+    #[test]
     fn unqualified_extension_attribute_resolves_to_its_extension() {
         let schema = crate::scim::schema::user_resource();
         let user = json!({"id": "u1", ENTERPRISE: {"manager": {"value": "m1"}}});
@@ -1355,8 +1370,10 @@ mod tests {
         let e = error(&nested(MAX_DEPTH + 1));
         assert_eq!(e.position, MAX_DEPTH);
         assert!(e.message.contains("nested deeper"), "{e}");
-        assert!(error(&"(".repeat(100_000)).message.contains("nested deeper"));
-        assert!(error(&"not (".repeat(100_000)).message.contains("nested deeper"));
+        assert!(error(&"(".repeat(MAX_LENGTH)).message.contains("nested deeper"));
+        assert!(error(&"not (".repeat(MAX_LENGTH / 5)).message.contains("nested deeper"));
+        // Beyond the length cap a hostile input is refused before it is parsed at all.
+        assert!(error(&"(".repeat(100_000)).message.contains("longer than"));
         assert!(error(&format!("emails[{}type pr", "(".repeat(MAX_DEPTH))).message.contains("nested deeper"));
     }
 
