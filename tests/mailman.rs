@@ -56,15 +56,6 @@ impl Mailman {
     }
 }
 
-fn config_dir() -> std::path::PathBuf {
-    let dir = temp_dir("mailman-config");
-    std::fs::create_dir_all(dir.join("tenants")).unwrap();
-    std::fs::create_dir_all(dir.join("mappings")).unwrap();
-    std::fs::copy(repo_root().join("mappings/mailman.yaml"), dir.join("mappings/mailman.yaml")).unwrap();
-    std::fs::copy(repo_root().join("tenants/examples/mailman.yaml"), dir.join("tenants/mailman.yaml")).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn entra_lifecycle_against_a_real_mailman() {
     let app = Legacy::start("mailman", "MAILMAN", 18007);
@@ -75,7 +66,7 @@ async fn entra_lifecycle_against_a_real_mailman() {
         http: reqwest::Client::new(),
     };
     let gw = Gateway::serve_env(
-        &config_dir(),
+        &common::legacy::config_dir("mailman"),
         &temp_dir("mailman-data"),
         &[
             ("MAILMAN_BASE_URL", &mm.url),

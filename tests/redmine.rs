@@ -49,15 +49,6 @@ fn custom_field(user: &Value, id: u64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn config_dir() -> std::path::PathBuf {
-    let dir = temp_dir("redmine-config");
-    std::fs::create_dir_all(dir.join("tenants")).unwrap();
-    std::fs::create_dir_all(dir.join("mappings")).unwrap();
-    std::fs::copy(repo_root().join("mappings/redmine.yaml"), dir.join("mappings/redmine.yaml")).unwrap();
-    std::fs::copy(repo_root().join("tenants/examples/redmine.yaml"), dir.join("tenants/redmine.yaml")).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn entra_lifecycle_against_a_real_redmine() {
     let app = Legacy::start("redmine", "REDMINE", 13007);
@@ -67,7 +58,7 @@ async fn entra_lifecycle_against_a_real_redmine() {
         http: reqwest::Client::new(),
     };
     let gw = Gateway::serve_env(
-        &config_dir(),
+        &common::legacy::config_dir("redmine"),
         &temp_dir("redmine-data"),
         &[("REDMINE_URL", &rm.url), ("REDMINE_API_KEY", &rm.key)],
     );

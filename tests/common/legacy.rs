@@ -53,6 +53,20 @@ impl Drop for Legacy {
     }
 }
 
+/// A config directory with the app's mapping (`mappings/<name>.yaml`) and its example tenant
+/// (`tenants/examples/<name>.yaml`) as the one tenant.
+pub fn config_dir(name: &str) -> PathBuf {
+    let dir = super::temp_dir(&format!("{name}-config"));
+    std::fs::create_dir_all(dir.join("tenants")).expect("tenants dir");
+    std::fs::create_dir_all(dir.join("mappings")).expect("mappings dir");
+    let root = super::repo_root();
+    std::fs::copy(root.join(format!("mappings/{name}.yaml")), dir.join(format!("mappings/{name}.yaml")))
+        .expect("mapping");
+    std::fs::copy(root.join(format!("tenants/examples/{name}.yaml")), dir.join(format!("tenants/{name}.yaml")))
+        .expect("tenant");
+    dir
+}
+
 /// A JSON call to an app's own API with fixed headers.
 pub async fn call(
     http: &reqwest::Client,

@@ -31,9 +31,6 @@ pub enum Plan<'a> {
     Scan,
 }
 
-/// Placeholder for a future streaming list type; lists are JSON `ListResponse`s today.
-pub type ListOutcome = Value;
-
 /// The terms of a conjunction (`a and b and c`).
 fn conjuncts(f: &Filter) -> Vec<&Filter> {
     match f {
@@ -301,7 +298,7 @@ impl<'a> Ops<'a> {
     }
 
     /// `GET /{Resources}` and `POST /{Resources}/.search`.
-    pub async fn list(&self, q: &ListQuery) -> Result<ListOutcome, ScimError> {
+    pub async fn list(&self, q: &ListQuery) -> Result<Value, ScimError> {
         if let Some(f) = &q.filter {
             f.validate(&self.rm.schema)?;
         }

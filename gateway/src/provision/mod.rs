@@ -29,8 +29,6 @@ use crate::store::{Record, Store, StoreError};
 use crate::tenant::Tenant;
 use crate::tenant::spec::OnDuplicate;
 
-pub use list::ListOutcome;
-
 /// What a write or read returns to the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Written {
