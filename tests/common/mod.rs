@@ -240,6 +240,14 @@ impl Gateway {
         }
     }
 
+    /// Keeps `app` alive with this gateway (for gateways started with [`Gateway::serve_env`]).
+    pub fn with_app(mut self, app: DemoApp) -> Self {
+        self.app_url = app.url.clone();
+        self.app_key = app.api_key.clone();
+        self.app = Some(app);
+        self
+    }
+
     /// A tenant's SCIM base URL.
     pub fn tenant_base(&self, tenant: &str) -> String {
         format!("{}/{tenant}/scim/v2", self.url)

@@ -36,6 +36,22 @@ impl Problem {
     pub fn file(file: &Path, message: impl Into<String>) -> Self {
         Self { file: file.to_owned(), line: None, column: None, location: None, message: message.into(), hint: None }
     }
+    /// Problems found after parsing, at document paths (`auth.jwt[0].issuer`): the file is read
+    /// again to name each one's line.
+    pub fn located(file: &Path, found: impl IntoIterator<Item = (String, String, Option<String>)>) -> Vec<Self> {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        found
+            .into_iter()
+            .map(|(location, message, hint)| Self {
+                file: file.to_owned(),
+                line: locate::line_of(&text, &location),
+                column: None,
+                location: Some(location),
+                message,
+                hint,
+            })
+            .collect()
+    }
     /// Adds a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, Path};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::AppState;
 use super::response::ErrorResponse;
-use crate::auth;
+use crate::auth::{self, Principal};
 use crate::scim::error::ScimError;
 use crate::tenant::Tenant;
 
@@ -21,13 +21,24 @@ const MAX_JSON_DEPTH: usize = 32;
 /// A request authenticated for the tenant named in its path.
 pub struct Authorized {
     pub tenant: Arc<Tenant>,
-    /// Which token (by label) was used: for logs and audit, never the token itself.
-    pub token_label: String,
+    /// Who called (by label and subject): for logs and audit, never the token itself.
+    pub principal: Principal,
 }
 
-fn unauthorized() -> ErrorResponse {
-    // One answer for unknown tenants and bad tokens, so tenant ids cannot be probed.
-    ErrorResponse(ScimError::status(401, "authentication required: a valid bearer token for this tenant"))
+/// One answer for unknown tenants and every kind of bad token, so neither tenant ids nor the
+/// reason a token failed can be probed; the reason goes to the log.
+pub fn unauthorized() -> axum::response::Response {
+    let mut r = ErrorResponse(ScimError::status(401, "authentication required: a valid bearer token for this tenant"))
+        .into_response();
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
+    r
+}
+
+/// The tenant named by the request's `{tenant}` path segment.
+pub async fn path_tenant<S: Send + Sync>(parts: &mut Parts, state: &S, app: &AppState) -> Option<Arc<Tenant>> {
+    let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state).await.ok()?;
+    let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str())?;
+    app.registry.load().get(tenant_id).cloned()
 }
 
 impl<S> FromRequestParts<S> for Authorized
@@ -39,32 +50,30 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
-        let denied = || unauthorized().into_response();
-        let Path(params): Path<Vec<(String, String)>> =
-            Path::from_request_parts(parts, state).await.map_err(|_| denied())?;
-        let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str()).ok_or_else(denied)?;
-        let tenant = app.registry.load().get(tenant_id).cloned().ok_or_else(denied)?;
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(auth::bearer)
-            .ok_or_else(denied)?;
-        let label = tenant.tokens.verify(token).ok_or_else(denied)?.to_owned();
-        if let Err(wait) = tenant.limits.check(&label) {
+        let tenant = path_tenant(parts, state, &app).await.ok_or_else(unauthorized)?;
+        let presented = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(auth::bearer);
+        let principal = match presented {
+            None => Err(auth::Rejection::Missing),
+            Some(token) => tenant.auth.authenticate(token).await,
+        };
+        let principal = principal.map_err(|why| {
+            tracing::info!(tenant = %tenant.id, reason = why.reason(), detail = %why, "request refused");
+            unauthorized()
+        })?;
+        if let Err(wait) = tenant.limits.check(&principal.label) {
             return Err(too_many_requests(wait));
         }
-        Ok(Self { tenant, token_label: label })
+        Ok(Self { tenant, principal })
     }
 }
 
 /// 429 with `Retry-After` in whole seconds (at least 1) and a SCIM error body.
-fn too_many_requests(wait: std::time::Duration) -> axum::response::Response {
+pub fn too_many_requests(wait: std::time::Duration) -> axum::response::Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
     let mut r =
         ErrorResponse(ScimError::status(429, format!("rate limit exceeded; retry after {secs} s"))).into_response();
-    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
 }
 

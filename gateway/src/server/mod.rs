@@ -4,6 +4,7 @@
 //! timeout, a body-size limit. Handlers live in `scim` (tenant endpoints) and here (admin).
 
 pub mod extract;
+pub mod oauth;
 pub mod response;
 pub mod scim;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/{tenant}/oauth/token", post(oauth::token))
         .route(&r("/ServiceProviderConfig"), get(scim::service_provider_config))
         .route(&r("/ResourceTypes"), get(scim::resource_types))
         .route(&r("/ResourceTypes/{name}"), get(scim::resource_type))

@@ -4,6 +4,7 @@
 //! Everything per tenant that does not depend on a request is computed here, once: token hashes,
 //! the compiled mapping, the backend client and pool, and the discovery documents.
 
+pub mod auth;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::auth::{self, StaticTokens};
+use crate::auth::Authenticator;
 use crate::backend::{Auth, Backend, OAuth2};
 use crate::config::{ConfigSet, Problem, Problems};
 use crate::mapping::{self, Mapping, ResourceKind};
@@ -48,7 +49,8 @@ pub struct Tenant {
     pub backend: Backend,
     /// `credentials.*` for templates.
     pub credentials: Value,
-    pub tokens: StaticTokens,
+    /// Who may call: static tokens, JWTs, the OAuth token endpoint.
+    pub auth: Authenticator,
     pub options: TenantOptions,
     /// Inbound rate limits.
     pub limits: crate::ratelimit::RateLimits,
@@ -100,16 +102,7 @@ impl Registry {
                     mappings.insert(name.as_str(), Arc::new(m));
                 }
                 Err(errs) => {
-                    // Compilation works on parsed values: the text is read again to name lines.
-                    let text = std::fs::read_to_string(path).unwrap_or_default();
-                    problems.extend(errs.into_iter().map(|e| Problem {
-                        file: path.clone(),
-                        line: crate::config::locate::line_of(&text, &e.location),
-                        column: None,
-                        location: Some(e.location),
-                        message: e.message,
-                        hint: e.hint,
-                    }));
+                    problems.extend(Problem::located(path, errs.into_iter().map(|e| (e.location, e.message, e.hint))));
                 }
             }
         }
@@ -160,19 +153,13 @@ fn build_tenant(
             None
         }
     };
-    let mut tokens = Vec::new();
-    for t in &file.auth.tokens {
-        match auth::parse_hash(&t.sha256) {
-            Ok(h) => tokens.push((t.label.clone(), h)),
-            Err(m) => problems.push(
-                Problem::file(path, format!("token `{}`: {m}", t.label))
-                    .hint("`scimbridge token create` prints a new token and its hash"),
-            ),
+    let authenticator = match auth::compile(&file.id, &file.auth) {
+        Ok(a) => Some(a),
+        Err(errs) => {
+            problems.extend(Problem::located(path, errs.into_iter().map(|(at, message)| (at, message, None))));
+            None
         }
-    }
-    if file.auth.tokens.is_empty() {
-        problems.push(Problem::file(path, "a tenant needs at least one token under `auth.tokens`"));
-    }
+    };
     let timeout = file
         .backend
         .timeout_ms
@@ -200,13 +187,13 @@ fn build_tenant(
         problems.push(Problem::file(path, format!("limits: {m}")));
         crate::ratelimit::RateLimits::default()
     });
-    match (mapping, backend) {
-        (Some(mapping), Some(backend)) if problems.is_empty() => Ok(Tenant {
+    match (mapping, backend, authenticator) {
+        (Some(mapping), Some(backend), Some(auth)) if problems.is_empty() => Ok(Tenant {
             id: file.id.clone(),
             mapping,
             backend,
             credentials,
-            tokens: StaticTokens::new(tokens),
+            auth,
             options: file.options.clone(),
             limits,
         }),

@@ -57,20 +57,134 @@ pub struct BackendSpec {
     pub timeout_ms: Option<u64>,
 }
 
-/// Who may call this tenant.
+/// Who may call this tenant: any mix of static tokens, identity-provider JWTs and tokens from the
+/// tenant's own OAuth token endpoint; at least one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
     /// Static bearer tokens, by hash; several allow rotation without downtime.
+    #[serde(default)]
     pub tokens: Vec<TokenSpec>,
+    /// Identity providers whose JWTs are accepted.
+    #[serde(default)]
+    pub jwt: Vec<JwtSpec>,
+    /// The OAuth 2.0 client-credentials endpoint `/{tenant}/oauth/token`.
+    #[serde(default)]
+    pub oauth: Option<OAuthSpec>,
 }
 
-/// A static token: a label for logs and its SHA-256 (`scimbridge token hash` prints one).
+/// A static token: a label for logs and its SHA-256 (`scimbridge token create` prints one).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     pub label: String,
     pub sha256: String,
+    /// RFC 3339 time after which the token is refused.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// Settings filled in for a known kind of identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JwtPreset {
+    /// The token Entra ID sends when an enterprise app's Secret Token is left blank.
+    Entra,
+    /// Any OpenID Connect issuer: keys found through its discovery document.
+    Oidc,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// An identity provider whose JWTs this tenant accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// Name in logs and audit; also the rate-limit key of its callers.
+    pub label: String,
+    #[serde(default)]
+    pub preset: Option<JwtPreset>,
+    /// Entra preset: the customer's directory (tenant) id.
+    #[serde(default)]
+    pub entra_tenant_id: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<OneOrMany>,
+    #[serde(default)]
+    pub audience: Option<OneOrMany>,
+    /// The one signature algorithm accepted, e.g. `RS256`, `ES256`, `HS256`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<EnvString>,
+    /// A PEM public key (RSA, EC or Ed25519).
+    #[serde(default)]
+    pub public_key_pem: Option<EnvString>,
+    /// An HMAC secret (HS256/384/512), at least 32 bytes.
+    #[serde(default)]
+    pub secret: Option<EnvString>,
+    /// Seconds of clock skew tolerated on `exp`/`nbf` (default 60).
+    #[serde(default)]
+    pub leeway_s: Option<u64>,
+    /// Claims that must have exactly these values.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// The claim naming the caller in logs (default `sub`).
+    #[serde(default)]
+    pub subject_claim: Option<String>,
+    /// Keys older than this are fetched again (default 3600).
+    #[serde(default)]
+    pub jwks_max_age_s: Option<u64>,
+    /// Unknown key ids cause a fetch at most this often (default 30).
+    #[serde(default)]
+    pub jwks_min_refresh_s: Option<u64>,
+}
+
+/// The tenant's OAuth 2.0 client-credentials token endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    /// HMAC secret that signs issued tokens (at least 32 bytes; use `${ENV}`).
+    pub signing_secret: EnvString,
+    /// Earlier signing secrets, still accepted for tokens issued before a rotation.
+    #[serde(default)]
+    pub previous_signing_secrets: Vec<EnvString>,
+    /// Lifetime of an issued token in seconds (default 3600).
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime_s: u64,
+    /// The clients allowed to ask for tokens.
+    pub clients: Vec<OAuthClientSpec>,
+}
+
+fn default_token_lifetime() -> u64 {
+    3600
+}
+
+/// A client of the token endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientSpec {
+    pub client_id: String,
+    /// SHA-256 of the client secret (`scimbridge token create` prints one).
+    pub secret_sha256: String,
+    /// Name in logs (default: the client id).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// What a create of an existing resource answers.
