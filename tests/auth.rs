@@ -200,6 +200,39 @@ async fn static_tokens_rotate_and_expire() {
     }
     assert!(gone, "the rotated-out token still works");
     assert_eq!(status(&gw, "statics", "new-token").await, 200);
+
+    // `scimbridge token rotate` adds a token to the file of the running gateway.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(["token", "rotate", "--tenant", "statics", "--label", "cli", "--retire-others-in", "7d", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let secret =
+        stdout.lines().find_map(|l| l.strip_prefix("token (shown once; give it to the identity provider): ")).unwrap();
+    let mut picked_up = false;
+    for _ in 0..100 {
+        if status(&gw, "statics", secret).await == 200 {
+            picked_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(picked_up, "the rotated-in token was not picked up");
+    // The other tokens already had an expiry and keep it; the new one has none.
+    assert_eq!(status(&gw, "statics", "new-token").await, 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.matches("expires:").count(), 2, "{text}");
+    assert!(
+        text.contains("2999-01-01T00:00:00Z")
+            && text.ends_with(&format!(
+                "- label: \"cli\"\n      sha256: \"{}\"\n",
+                hex(&scimbridge::auth::hash_token(secret))
+            )),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "only the hash is stored");
 }
 
 #[tokio::test]

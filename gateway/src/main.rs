@@ -107,6 +107,23 @@ enum TokenCommand {
     },
     /// Print the SHA-256 of a token read from standard input.
     Hash,
+    /// Add a new token to a tenant file, print its secret once, and optionally set an expiry on
+    /// the tenant's other tokens. A running gateway picks the change up by itself.
+    Rotate {
+        /// Directory holding `tenants/` and `mappings/`.
+        #[arg(long, default_value = ".")]
+        config: PathBuf,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The new token's label (e.g. `entra-2026-11`).
+        #[arg(long)]
+        label: String,
+        /// Give the other tokens an expiry this far ahead (`7d`, `24h`), time for the identity
+        /// provider to switch to the new one.
+        #[arg(long)]
+        retire_others_in: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -328,19 +345,91 @@ fn explain(dir: &Path, tenant: &str, method: &str, target: &str, body: Option<Pa
 }
 
 fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    use scimbridge::auth::{generate_secret, hash_token};
     match cmd {
         TokenCommand::Create { label } => {
-            let secret = format!("sb_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-            let hash = hex::encode(scimbridge::auth::hash_token(&secret));
+            let secret = generate_secret();
+            let hash = hex::encode(hash_token(&secret));
             println!("token (shown once; give it to the identity provider): {secret}");
             println!("tenant file entry:\n  - label: {label}\n    sha256: \"{hash}\"");
         }
         TokenCommand::Hash => {
             let mut input = String::new();
             std::io::stdin().read_line(&mut input).context("read the token from standard input")?;
-            println!("{}", hex::encode(scimbridge::auth::hash_token(input.trim_end_matches(['\n', '\r']))));
+            println!("{}", hex::encode(hash_token(input.trim_end_matches(['\n', '\r']))));
+        }
+        TokenCommand::Rotate { config, tenant, label, retire_others_in } => {
+            return rotate(&config, &tenant, &label, retire_others_in.as_deref());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `token rotate`: edits the tenant file in place (comments kept), checks the edit changed nothing
+/// but the token list, and replaces the file atomically.
+fn rotate(config: &Path, tenant: &str, label: &str, retire_in: Option<&str>) -> anyhow::Result<ExitCode> {
+    use scimbridge::auth::{generate_secret, hash_token};
+    use scimbridge::tenant::edit;
+    scimbridge::tenant::validate_id(tenant).map_err(anyhow::Error::msg)?;
+    let file = ["yaml", "yml"]
+        .iter()
+        .map(|ext| config.join("tenants").join(format!("{tenant}.{ext}")))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no tenant file for `{tenant}` under {}", config.join("tenants").display()))?;
+    let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let before: serde_json::Value =
+        config::parse_yaml(&text).map_err(|(_, _, m)| anyhow::anyhow!("{}: {m}", file.display()))?;
+    let tokens = |v: &serde_json::Value| v["auth"]["tokens"].as_array().cloned().unwrap_or_default();
+    if tokens(&before).iter().any(|t| t["label"] == label) {
+        anyhow::bail!("tenant `{tenant}` already has a token labelled `{label}`");
+    }
+    let expires = match retire_in {
+        None => None,
+        Some(d) => {
+            let secs = edit::parse_duration(d).map_err(anyhow::Error::msg)?;
+            let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::try_from(secs)?);
+            Some(at.replace_nanosecond(0)?.format(&time::format_description::well_known::Rfc3339)?)
+        }
+    };
+    let secret = generate_secret();
+    let hash = hex::encode(hash_token(&secret));
+    let edited = edit::add_token(&text, label, &hash, expires.as_deref()).map_err(anyhow::Error::msg)?;
+    // The edit must change the token list and nothing else.
+    let after: serde_json::Value =
+        config::parse_yaml(&edited).map_err(|(_, _, m)| anyhow::anyhow!("the edited file does not parse: {m}"))?;
+    let (old, new) = (tokens(&before), tokens(&after));
+    let strip = |mut t: serde_json::Value| {
+        if let Some(o) = t.as_object_mut() {
+            o.remove("expires");
+        }
+        t
+    };
+    let rest = |mut v: serde_json::Value| {
+        if let Some(a) = v.get_mut("auth").and_then(|a| a.as_object_mut()) {
+            a.remove("tokens");
+        }
+        v
+    };
+    let same_old =
+        old.len() + 1 == new.len() && old.iter().zip(&new).all(|(a, b)| strip(a.clone()) == strip(b.clone()));
+    let added = new.last().is_some_and(|t| t["label"] == label && t["sha256"] == hash.as_str());
+    if !same_old || !added || rest(before) != rest(after) {
+        anyhow::bail!(
+            "could not edit {} safely; add the token by hand:\n  - label: {label}\n    sha256: \"{hash}\"",
+            file.display()
+        );
+    }
+    let tmp = file.with_extension("rotate-tmp");
+    std::fs::write(&tmp, &edited).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("replace {}", file.display()))?;
+    println!("token (shown once; give it to the identity provider): {secret}");
+    println!("added `{label}` to {}", file.display());
+    if let Some(at) = expires {
+        println!("the tenant's other tokens now expire at {at} unless they already expired earlier");
+    }
+    println!(
+        "a running gateway loads the change within seconds (or at once on SIGHUP); run `scimbridge check` to confirm"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

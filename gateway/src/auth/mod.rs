@@ -13,7 +13,7 @@ pub mod token;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use token::{StaticToken, StaticTokens, TokenHash, hash_token, parse_hash};
+pub use token::{StaticToken, StaticTokens, TokenHash, generate_secret, hash_token, parse_hash};
 
 use issuer::TokenIssuer;
 use jwt::JwtVerifier;

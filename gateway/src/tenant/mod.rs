@@ -5,6 +5,7 @@
 //! the compiled mapping, the backend client and pool, and the discovery documents.
 
 pub mod auth;
+pub mod edit;
 pub mod spec;
 
 use std::collections::HashMap;
