@@ -285,3 +285,114 @@ async fn configuration_changes_are_reloaded_and_invalid_ones_rejected() {
     assert!(eventually(10, async || status("rotated-token").await == 401).await, "SIGHUP did not reload");
     assert_eq!(status(TOKEN_B).await, 200);
 }
+
+/// Two tenants sharing one app instance, each bounded by its scope: accounts carry `org`, teams
+/// carry `description`, and the mapping (a copy of the demo mapping without the `organization`
+/// attribute) leaves both fields to the gateway.
+fn shared_app_config() -> PathBuf {
+    let dir = temp_dir("shared-config");
+    std::fs::create_dir_all(dir.join("tenants")).unwrap();
+    std::fs::create_dir_all(dir.join("mappings")).unwrap();
+    let mapping = std::fs::read_to_string(repo_root().join("mappings/demo-app.yaml")).unwrap();
+    let org_line =
+        "      - scim: urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization\n        app: /org\n";
+    assert!(mapping.contains(org_line));
+    std::fs::write(dir.join("mappings/demo-app.yaml"), mapping.replace(org_line, "")).unwrap();
+    for (id, token) in [("acme", TOKEN), ("globex", TOKEN_B)] {
+        std::fs::write(
+            dir.join(format!("tenants/{id}.yaml")),
+            format!(
+                "id: {id}\nmapping: demo-app\nbackend:\n  base_url: \"${{DEMO_APP_URL}}\"\n  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n\
+                 auth:\n  tokens:\n    - label: t\n      sha256: \"{}\"\n\
+                 scope:\n  User: {{ field: /org, value: {id}, query: {{ org: {id} }} }}\n  Group: {{ field: /description, value: {id} }}\n",
+                sha256_hex(token)
+            ),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn tenants_sharing_an_app_instance_stay_inside_their_scope() {
+    let gw = Gateway::serve(&shared_app_config(), &temp_dir("data"), DemoApp::start());
+    let acme = |p: &str| format!("{}{p}", gw.tenant_base("acme"));
+    let globex = |p: &str| format!("{}{p}", gw.tenant_base("globex"));
+    let user = |name: &str| serde_json::json!({"schemas": [USER], "userName": name, "active": true});
+    let r = gw.scim_as(TOKEN, Method::POST, &acme("/Users"), Some(user("alice@acme.example")), &[]).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let alice = r.id();
+    let r = gw.scim_as(TOKEN_B, Method::POST, &globex("/Users"), Some(user("bob@globex.example")), &[]).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The gateway marks each tenant's objects in the app.
+    assert_eq!(gw.app_account("alice@acme.example").await["org"], "acme");
+    let bob_app = gw.app_account("bob@globex.example").await;
+    assert_eq!(bob_app["org"], "globex");
+
+    // Lists, filters and pages see only the tenant's own objects.
+    let list = gw.scim_as(TOKEN, Method::GET, &acme("/Users"), None, &[]).await;
+    assert_eq!((list.total(), list.resource_ids()), (1, vec![alice.clone()]), "{:?}", list.body);
+    let f = gw
+        .scim_as(TOKEN, Method::GET, &acme("/Users?filter=userName%20eq%20%22bob%40globex.example%22"), None, &[])
+        .await;
+    assert_eq!(f.total(), 0, "a filter pushed down to the app must not reach another tenant: {:?}", f.body);
+    let paged = gw.scim_as(TOKEN_B, Method::GET, &globex("/Users?startIndex=1&count=10"), None, &[]).await;
+    assert_eq!(paged.total(), 1, "{:?}", paged.body);
+    assert_eq!(paged.resources()[0]["userName"], "bob@globex.example");
+
+    // A team of acme's, made in the app itself, lists globex's bob as a member: the reference gives
+    // acme an id for bob, and that id reaches nothing.
+    let (s, team) =
+        gw.app_post("/api/v1/teams", &serde_json::json!({"team": {"name": "Mixed", "description": "acme"}})).await;
+    assert_eq!(s, 201, "{team}");
+    let team_id = team["team"]["id"].as_u64().unwrap();
+    let (s, m) = gw
+        .app_post(&format!("/api/v1/teams/{team_id}/members"), &serde_json::json!({"account_id": bob_app["id"]}))
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let groups =
+        gw.scim_as(TOKEN, Method::GET, &acme("/Groups?filter=displayName%20eq%20%22Mixed%22"), None, &[]).await;
+    assert_eq!(groups.total(), 1, "{:?}", groups.body);
+    let bob_in_acme = member_values(&groups.resources()[0]);
+    assert_eq!(bob_in_acme.len(), 1, "{:?}", groups.body);
+    let bob_ref = &bob_in_acme[0];
+    let get = gw.scim_as(TOKEN, Method::GET, &acme(&format!("/Users/{bob_ref}")), None, &[]).await;
+    assert_eq!(get.status, 404, "{:?}", get.body);
+    let deactivate = patch(serde_json::json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    let p = gw.scim_as(TOKEN, Method::PATCH, &acme(&format!("/Users/{bob_ref}")), Some(deactivate), &[]).await;
+    assert_eq!(p.status, 404, "{:?}", p.body);
+    let put = gw
+        .scim_as(TOKEN, Method::PUT, &acme(&format!("/Users/{bob_ref}")), Some(user("bob@globex.example")), &[])
+        .await;
+    assert_eq!(put.status, 404, "{:?}", put.body);
+    let del = gw.scim_as(TOKEN, Method::DELETE, &acme(&format!("/Users/{bob_ref}")), None, &[]).await;
+    assert!(del.status == 204 || del.status == 404, "{:?}", del.body);
+    let bob_after = gw.app_account("bob@globex.example").await;
+    assert_eq!(
+        (bob_after["status"].as_str(), bob_after["org"].as_str()),
+        (Some("active"), Some("globex")),
+        "bob untouched"
+    );
+
+    // Groups are scoped too (by scan: the app cannot filter teams by description).
+    let r = gw
+        .scim_as(
+            TOKEN,
+            Method::POST,
+            &acme("/Groups"),
+            Some(serde_json::json!({"schemas": [GROUP], "displayName": "Acme Eng"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(gw.app_team("Acme Eng").await["description"], "acme");
+    let theirs = gw.scim_as(TOKEN_B, Method::GET, &globex("/Groups"), None, &[]).await;
+    assert_eq!(theirs.total(), 0, "globex sees none of acme's groups: {:?}", theirs.body);
+    let ours = gw.scim_as(TOKEN, Method::GET, &acme("/Groups?startIndex=1&count=1"), None, &[]).await;
+    assert_eq!(ours.total(), 2, "{:?}", ours.body);
+    // Replacing acme's user keeps it acme's.
+    let put =
+        gw.scim_as(TOKEN, Method::PUT, &acme(&format!("/Users/{alice}")), Some(user("alice@acme.example")), &[]).await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    assert_eq!(gw.app_account("alice@acme.example").await["org"], "acme");
+}

@@ -61,11 +61,15 @@ pub async fn feed(State(state): State<Arc<AppState>>, mut params: Params) -> Res
     Ok(response)
 }
 
-/// `GET /accounts?offset&limit&login&email&ext_ref`
+/// `GET /accounts?offset&limit&login&email&ext_ref&org`
 pub async fn list(State(state): State<Arc<AppState>>, mut params: Params) -> Result<Response> {
     let page = params.take_page(DEFAULT_LIMIT, MAX_LIMIT)?;
-    let filter =
-        AccountFilter { login: params.take("login")?, email: params.take("email")?, ext_ref: params.take("ext_ref")? };
+    let filter = AccountFilter {
+        login: params.take("login")?,
+        email: params.take("email")?,
+        ext_ref: params.take("ext_ref")?,
+        org: params.take("org")?,
+    };
     params.finish()?;
     let store = state.store.read().await;
     let (accounts, paging) = store.accounts.list(&filter, page);

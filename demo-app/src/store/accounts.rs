@@ -20,6 +20,8 @@ pub struct AccountFilter {
     pub email: Option<String>,
     /// Exact.
     pub ext_ref: Option<String>,
+    /// Exact.
+    pub org: Option<String>,
 }
 
 /// Accounts by id, plus indexes for search, uniqueness and cascades.
@@ -37,6 +39,7 @@ struct Indexes {
     /// Folded email → ids.
     email: Index<String>,
     ext_ref: Index<String>,
+    org: Index<String>,
     /// Manager id → direct reports.
     reports: Index<u64>,
 }
@@ -51,6 +54,9 @@ impl Indexes {
         if let Some(ext_ref) = &account.ext_ref {
             self.ext_ref.insert(ext_ref.clone(), id);
         }
+        if let Some(org) = &account.org {
+            self.org.insert(org.clone(), id);
+        }
         if let Some(manager_id) = account.manager_id {
             self.reports.insert(manager_id, id);
         }
@@ -64,6 +70,9 @@ impl Indexes {
         }
         if let Some(ext_ref) = &account.ext_ref {
             self.ext_ref.remove(ext_ref, id);
+        }
+        if let Some(org) = &account.org {
+            self.org.remove(org, id);
         }
         if let Some(manager_id) = account.manager_id {
             self.reports.remove(&manager_id, id);
@@ -145,6 +154,9 @@ impl Accounts {
         }
         if let Some(ext_ref) = &filter.ext_ref {
             filters.push(self.indexes.ext_ref.get(ext_ref));
+        }
+        if let Some(org) = &filter.org {
+            filters.push(self.indexes.org.get(org));
         }
         super::list(&self.by_id, &filters, page)
     }

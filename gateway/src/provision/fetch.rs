@@ -17,6 +17,8 @@ pub struct Paging<'a> {
     pub items: &'a Pointer,
     pub total: Option<&'a Pointer>,
     pub paging: &'a crate::mapping::Paging,
+    /// Literal query parameters added to every page (a tenant's scope in a shared app).
+    pub scope_query: &'a [(String, String)],
 }
 
 /// One window of a list: the items and the app's total, when it reports one.
@@ -127,6 +129,7 @@ pub async fn window(
         let mut all: Vec<(&str, &Value)> = vars.to_vec();
         all.extend([("offset", &offset_v), ("limit", &limit_v), ("page", &page_v), ("cursor", &cursor)]);
         let mut req = render(tenant, paging.call, &Context::new(all), extra_query, what)?;
+        req.query.extend(paging.scope_query.iter().cloned());
         if let Some(url) = next_url.take() {
             req.path = url;
             req.query.clear();

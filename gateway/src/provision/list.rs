@@ -135,7 +135,8 @@ fn pushable<'a>(rm: &'a ResourceMapping, t: &'a Filter) -> Option<(&'a Search, &
 impl<'a> Ops<'a> {
     fn paging(&self) -> Paging<'a> {
         let l = &self.rm.list;
-        Paging { call: &l.call, items: &l.items, total: l.total.as_ref(), paging: &l.paging }
+        let scope_query = self.scope.map_or(&[][..], |s| &s.query[..]);
+        Paging { call: &l.call, items: &l.items, total: l.total.as_ref(), paging: &l.paging, scope_query }
     }
 
     async fn list_window(
@@ -147,7 +148,7 @@ impl<'a> Ops<'a> {
     ) -> Result<Window, ScimError> {
         let v = value.map(|s| Value::String(s.to_owned())).unwrap_or(Value::Null);
         let what = self.what("list");
-        fetch::window(
+        let mut w = fetch::window(
             self.tenant,
             &self.paging(),
             &[("value", &v), ("credentials", &self.tenant.credentials)],
@@ -156,7 +157,17 @@ impl<'a> Ops<'a> {
             want,
             &what,
         )
-        .await
+        .await?;
+        // Other tenants' objects are never seen, whether or not the app filtered them out itself.
+        if let Some(scope) = self.scope {
+            w.items.retain(|app| scope.contains(app));
+        }
+        Ok(w)
+    }
+
+    /// A looked-up object, if it is one and this tenant's.
+    fn scoped<'v>(&self, found: Option<&'v Value>) -> Option<&'v Value> {
+        found.filter(|o| o.is_object() && self.scope.is_none_or(|s| s.contains(o)))
     }
 
     /// Records for listed app objects, adopting those the gateway has not seen; objects whose list
@@ -231,7 +242,7 @@ impl<'a> Ops<'a> {
                 let value = Value::String(v.to_owned());
                 match fetch::send(self.tenant, call, &self.ctx(&[("value", &value)]), &[], &self.what("look up")).await
                 {
-                    Ok(resp) => call.result_of(&resp.body).filter(|o| o.is_object()).cloned().into_iter().collect(),
+                    Ok(resp) => self.scoped(call.result_of(&resp.body)).cloned().into_iter().collect(),
                     Err(e) if e.status == 404 => Vec::new(),
                     Err(e) => return Err(e),
                 }
@@ -278,9 +289,9 @@ impl<'a> Ops<'a> {
                 let value = Value::String(v.to_owned());
                 let what = self.what("look up");
                 match fetch::send(self.tenant, call, &self.ctx(&[("value", &value)]), &[], &what).await {
-                    Ok(resp) => match call.result_of(&resp.body) {
-                        Some(obj) if obj.is_object() => self.records_for(vec![obj.clone()]).await,
-                        _ => Ok(Vec::new()),
+                    Ok(resp) => match self.scoped(call.result_of(&resp.body)) {
+                        Some(obj) => self.records_for(vec![obj.clone()]).await,
+                        None => Ok(Vec::new()),
                     },
                     Err(e) if e.status == 404 => Ok(Vec::new()),
                     Err(e) => Err(e),
@@ -307,7 +318,11 @@ impl<'a> Ops<'a> {
         let with_members = self.wants_members(&q.attributes, &q.excluded_attributes)
             || q.filter.as_ref().is_some_and(filter_mentions_members);
         let project = |r: &Value| scim_list::project(r, &self.rm.schema, &q.attributes, &q.excluded_attributes);
-        let chosen = plan(self.rm, q.filter.as_ref(), q.sort_by.is_some());
+        let mut chosen = plan(self.rm, q.filter.as_ref(), q.sort_by.is_some());
+        if matches!(chosen, Plan::Page) && self.scope.is_some_and(|s| s.query.is_empty()) {
+            // The app's pages hold other tenants' objects too: only a bounded scan counts right.
+            chosen = Plan::Scan;
+        }
         if let Plan::Page = chosen {
             let offset = q.start_index.saturating_sub(1);
             let w = self.list_window(&[], None, offset, count.max(1)).await?;

@@ -27,7 +27,8 @@ impl Ops<'_> {
     /// A group's member-list entries with each member's app id (JSON text).
     async fn member_list(&self, group_id: &Value) -> Result<Vec<(String, Value)>, ScimError> {
         let m = self.members_mapping()?;
-        let paging = Paging { call: &m.list, items: &m.items, total: m.total.as_ref(), paging: &m.paging };
+        let paging =
+            Paging { call: &m.list, items: &m.items, total: m.total.as_ref(), paging: &m.paging, scope_query: &[] };
         let what = self.what("list members of");
         let credentials = &self.tenant.credentials;
         let w = fetch::window(

@@ -59,7 +59,7 @@ impl Provisioner {
         let rm = tenant
             .resource(kind)
             .ok_or_else(|| ScimError::not_found(format!("this tenant does not provision {}s", kind.name())))?;
-        Ok(Ops { p: self, tenant, kind, rm })
+        Ok(Ops { p: self, tenant, kind, rm, scope: tenant.scope(kind) })
     }
 }
 
@@ -69,6 +69,8 @@ pub struct Ops<'a> {
     tenant: &'a Tenant,
     kind: ResourceKind,
     rm: &'a ResourceMapping,
+    /// This tenant's part of a shared app instance, if it shares one.
+    scope: Option<&'a crate::tenant::scope::Scope>,
 }
 
 fn now() -> String {
@@ -146,6 +148,10 @@ impl<'a> Ops<'a> {
                 format!("{what}: the application's answer has no object where the mapping expects it"),
             )
         })?;
+        if self.scope.is_some_and(|s| !s.contains(&app)) {
+            // Another tenant's object in a shared app: as absent as an id never issued.
+            return Err(ScimError::not_found(format!("{} not found", self.kind.name())));
+        }
         for extra in &self.rm.extras {
             let ctx = self.ctx(&[("id", &id), ("app", &app)]);
             let value = match fetch::send(self.tenant, &extra.call, &ctx, &[], &what).await {
@@ -192,7 +198,20 @@ impl<'a> Ops<'a> {
     async fn to_app(&self, scim: &Value, update: bool) -> Result<Value, ScimError> {
         let refs = self.write_refs(scim).await?;
         let lookup = |k: ResourceKind, id: &str| refs.get(&(k, id.to_owned())).cloned();
-        transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update, false)
+        let mut app = transform::to_app(self.rm, scim, &lookup, &self.tenant.credentials, update, false)?;
+        if let Some(scope) = self.scope {
+            scope.mark(&mut app);
+        }
+        Ok(app)
+    }
+
+    /// In a shared app, reads the object first so that nothing reaches another tenant's objects
+    /// (a record can name one through a reference adopted from a member list).
+    async fn check_scope(&self, record: &Record) -> Result<(), ScimError> {
+        if self.scope.is_some() {
+            self.read_app(record).await?;
+        }
+        Ok(())
     }
 
     /// The SCIM resource for an app object and its record, with `id`, `externalId` and `meta`.
@@ -513,6 +532,7 @@ impl<'a> Ops<'a> {
             && delta.rest.is_empty()
         {
             // Membership-only change: no need to read a group with thousands of members.
+            self.check_scope(&record).await?;
             self.apply_member_delta(&record, &delta.add, &delta.remove).await?;
             self.touch(record).await?;
             return Ok(None);
@@ -579,7 +599,7 @@ impl<'a> Ops<'a> {
         let id = app_id_value(&record)?;
         let current = match current {
             Some(c) => c,
-            None if self.rm.update_reads_current => self.read_app(&record).await?,
+            None if self.rm.update_reads_current || self.scope.is_some() => self.read_app(&record).await?,
             None => Value::Null,
         };
         let ctx = self.ctx(&[("id", &id), ("app", &app_obj), ("scim", &scim), ("current", &current)]);
@@ -627,6 +647,13 @@ impl<'a> Ops<'a> {
         let what = self.what("delete");
         let record = self.record(id).await?;
         check_if_match(if_match, &record)?;
+        match self.check_scope(&record).await {
+            // Gone from the app, or never this tenant's: forget the id, touch nothing in the app.
+            Err(e) if e.status == 404 => {
+                return self.p.store.delete(&self.tenant.id, self.kind, &record.id).await.map_err(store_error);
+            }
+            other => other?,
+        }
         let app_id = app_id_value(&record)?;
         match fetch::send(self.tenant, &self.rm.delete, &self.ctx(&[("id", &app_id)]), &[], &what).await {
             // Already gone in the app: the delete's goal holds.

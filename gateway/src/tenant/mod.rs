@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod edit;
+pub mod scope;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -55,12 +56,19 @@ pub struct Tenant {
     pub options: TenantOptions,
     /// Inbound rate limits.
     pub limits: crate::ratelimit::RateLimits,
+    /// Per resource type: the part of a shared app instance that is this tenant's.
+    pub scopes: std::collections::BTreeMap<mapping::ResourceKind, scope::Scope>,
 }
 
 impl Tenant {
     /// The mapping of a resource type this tenant serves.
     pub fn resource(&self, kind: ResourceKind) -> Option<&mapping::ResourceMapping> {
         self.mapping.resource(kind)
+    }
+
+    /// This tenant's scope in a shared app instance, for `kind`.
+    pub fn scope(&self, kind: ResourceKind) -> Option<&scope::Scope> {
+        self.scopes.get(&kind)
     }
 }
 
@@ -188,6 +196,14 @@ fn build_tenant(
         problems.push(Problem::file(path, format!("limits: {m}")));
         crate::ratelimit::RateLimits::default()
     });
+    let scopes = match mapping.as_ref().map(|m| scope::compile(&file.scope, m)) {
+        Some(Ok(s)) => s,
+        Some(Err(errs)) => {
+            problems.extend(Problem::located(path, errs.into_iter().map(|(at, message)| (at, message, None))));
+            Default::default()
+        }
+        None => Default::default(),
+    };
     match (mapping, backend, authenticator) {
         (Some(mapping), Some(backend), Some(auth)) if problems.is_empty() => Ok(Tenant {
             id: file.id.clone(),
@@ -195,6 +211,7 @@ fn build_tenant(
             backend,
             credentials,
             auth,
+            scopes,
             options: file.options.clone(),
             limits,
         }),

@@ -21,6 +21,22 @@ pub struct TenantFile {
     /// Inbound rate limits; none by default.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// This tenant's part of an app instance shared with other tenants, per resource type.
+    #[serde(default)]
+    pub scope: BTreeMap<String, ScopeSpec>,
+}
+
+/// The app field that marks a tenant's objects in a shared app instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSpec {
+    /// JSON pointer into the app object, e.g. `/org`.
+    pub field: String,
+    /// The value that marks this tenant's objects.
+    pub value: serde_json::Value,
+    /// Query parameters that make the app's list calls return only this tenant's objects.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
 }
 
 /// Inbound rate limits: for the whole tenant and for each token.
