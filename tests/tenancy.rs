@@ -396,3 +396,76 @@ async fn tenants_sharing_an_app_instance_stay_inside_their_scope() {
     assert_eq!(put.status, 200, "{:?}", put.body);
     assert_eq!(gw.app_account("alice@acme.example").await["org"], "acme");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reloads_under_load_lose_no_request() {
+    let config = two_tenant_config();
+    let gw = std::sync::Arc::new(Gateway::serve(&config, &temp_dir("data"), DemoApp::start()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut created, mut bad) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let r = if n % 2 == 0 {
+                    let name = format!("load-{w}-{n}@example.com");
+                    let r = gw.entra_create_user(&name).await;
+                    if r.status == 201 {
+                        created.push(name);
+                    }
+                    r
+                } else {
+                    gw.scim(Method::GET, "/Users?count=5", None).await
+                };
+                if !(r.status == 200 || r.status == 201) {
+                    bad.push((r.status.as_u16(), r.body.to_string()));
+                }
+            }
+            (created, bad)
+        }));
+    }
+    // While they run: valid changes (file edits and SIGHUP) and an invalid one.
+    let t = config.join("tenants/other.yaml");
+    let m = config.join("mappings/demo-app.yaml");
+    let (tenant, mapping) = (std::fs::read_to_string(&t).unwrap(), std::fs::read_to_string(&m).unwrap());
+    let hup = || {
+        assert!(
+            std::process::Command::new("kill").args(["-HUP", &gw.proc.pid().to_string()]).status().unwrap().success()
+        )
+    };
+    for round in 0..3 {
+        let with_token = tenant.replace(
+            "auth:\n  tokens:\n",
+            &format!(
+                "auth:\n  tokens:\n    - label: r{round}\n      sha256: \"{}\"\n",
+                sha256_hex(&format!("r{round}"))
+            ),
+        );
+        std::fs::write(&t, with_token).unwrap();
+        hup();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        std::fs::write(&m, mapping.replace("method: DELETE", "method: FETCH")).unwrap();
+        hup();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        std::fs::write(&m, &mapping).unwrap();
+        std::fs::write(&t, &tenant).unwrap();
+        hup();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut created = Vec::new();
+    for w in workers {
+        let (c, bad) = w.await.unwrap();
+        assert!(bad.is_empty(), "requests failed during reloads: {bad:?}");
+        created.extend(c);
+    }
+    assert!(created.len() > 20, "the load was real: {} creates", created.len());
+    // Every acknowledged create is in the app, once.
+    assert_eq!(gw.app_account_count().await, created.len() as u64);
+    for name in created.iter().step_by(7) {
+        assert_eq!(gw.app_accounts(name).await.len(), 1, "{name}");
+    }
+}
