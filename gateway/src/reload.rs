@@ -2,6 +2,9 @@
 //! changes (polled: a handful of `stat` calls, no platform watcher to go wrong). The new
 //! configuration is validated as a whole and swapped in atomically; an invalid one is reported and
 //! the running one kept. Requests in flight finish on the tenant they started with (they hold it).
+//!
+//! The trigger (SIGHUP or a changed file, [`on_change`]) is shared with the listener's certificate
+//! reload (`server::tls`), so both reload on the same signal in the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +15,9 @@ use arc_swap::ArcSwap;
 use crate::config;
 use crate::tenant::Registry;
 
-/// What the files looked like: path, size and modification time of each, sorted.
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+/// What some files looked like: path, size and modification time of each, sorted. A file that
+/// cannot be read has no entry, so its disappearance (and return) counts as a change too.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out = Vec::new();
@@ -27,6 +31,16 @@ fn fingerprint(dir: &Path) -> Fingerprint {
             }
         }
     }
+    out.sort();
+    out
+}
+
+/// The fingerprint of a fixed list of files (symbolic links followed, as a reader would).
+pub fn fingerprint_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Fingerprint {
+    let mut out: Fingerprint = paths
+        .into_iter()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p.to_path_buf(), m.len(), m.modified().ok())))
+        .collect();
     out.sort();
     out
 }
@@ -52,7 +66,13 @@ fn reload_logged(dir: &Path, registry: &ArcSwap<Registry>, why: &str) {
 
 /// Reloads on SIGHUP and on file changes (checked every `every`) until the process ends.
 pub async fn watch(dir: PathBuf, registry: Arc<ArcSwap<Registry>>, every: Duration) {
-    let mut seen = fingerprint(&dir);
+    on_change(|| fingerprint(&dir), every, |why| reload_logged(&dir, &registry, why)).await;
+}
+
+/// Calls `apply` with the reason on SIGHUP, and when `fingerprint` changes (checked every
+/// `every`), until the process ends.
+pub async fn on_change(mut fingerprint: impl FnMut() -> Fingerprint, every: Duration, mut apply: impl FnMut(&str)) {
+    let mut seen = fingerprint();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     #[cfg(unix)]
@@ -69,16 +89,16 @@ pub async fn watch(dir: PathBuf, registry: Arc<ArcSwap<Registry>>, every: Durati
         let signal = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = signal => {
-                seen = fingerprint(&dir);
-                reload_logged(&dir, &registry, "SIGHUP");
+                seen = fingerprint();
+                apply("SIGHUP");
             }
             _ = tick.tick() => {
-                let now = fingerprint(&dir);
+                let now = fingerprint();
                 if now != seen {
                     // Let an editor finish writing before reading.
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    seen = fingerprint(&dir);
-                    reload_logged(&dir, &registry, "files changed");
+                    seen = fingerprint();
+                    apply("files changed");
                 }
             }
         }
