@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 
 use scimbridge::config;
 use scimbridge::provision::Provisioner;
+use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES, parse_duration};
+use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
 use scimbridge::store::redb::RedbStore;
@@ -92,9 +95,71 @@ struct ServeArgs {
     /// Where the embedded store keeps its file (default: `<config>/data`).
     #[arg(long, env = "SCIMBRIDGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// How clients reach this gateway, for `meta.location` (default: `http://<listen address>`).
+    /// How clients reach this gateway, for `meta.location` (default: `http(s)://<listen address>`).
     #[arg(long, env = "SCIMBRIDGE_PUBLIC_URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    listener: ListenerArgs,
+}
+
+/// TLS and connection limits of `serve`'s listener (docs/operations.md, "Listener").
+#[derive(clap::Args)]
+struct ListenerArgs {
+    /// PEM certificate chain (server certificate first) to serve HTTPS; needs --tls-key. Reloaded
+    /// when the file changes and on SIGHUP.
+    #[arg(long, env = "SCIMBRIDGE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate; needs --tls-cert.
+    #[arg(long, env = "SCIMBRIDGE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Longest a client may take to send a request's headers (`500ms`, `30s`, `2m`).
+    #[arg(long, env = "SCIMBRIDGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Largest request head in bytes; a larger one is answered 431.
+    #[arg(long, env = "SCIMBRIDGE_MAX_HEADER_BYTES", default_value_t = 32 * 1024,
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_HEADER_BYTES)..=1024 * 1024))]
+    max_header_bytes: u32,
+    /// Close a connection that has had no request in flight for this long (`0`: never).
+    #[arg(long, env = "SCIMBRIDGE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval (`0`: no pings).
+    #[arg(long, env = "SCIMBRIDGE_H2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    h2_keepalive_interval: Duration,
+    /// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "SCIMBRIDGE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    h2_keepalive_timeout: Duration,
+    /// Longest a TLS handshake may take.
+    #[arg(long, env = "SCIMBRIDGE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// Most connections open at once; more wait in the listen backlog (default: no limit).
+    #[arg(long, env = "SCIMBRIDGE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish before the process exits.
+    #[arg(long, env = "SCIMBRIDGE_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+impl ListenerArgs {
+    fn limits(&self) -> ConnectionLimits {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            idle_timeout: nonzero(self.idle_timeout),
+            h2_keepalive_interval: nonzero(self.h2_keepalive_interval),
+            h2_keepalive_timeout: self.h2_keepalive_timeout,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            max_connections: self.max_connections.map(|n| n as usize),
+            drain_timeout: self.drain_timeout,
+        }
+    }
+
+    fn cert_files(&self) -> Option<CertFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -129,6 +194,10 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    // One TLS provider for the whole process (listener and calls to apps), set before anything uses
+    // rustls; should a dependency ever enable a second provider, rustls could not pick on its own.
+    // "Already installed" is fine: it can only be this one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The demo binds and exports its settings while the process is still single-threaded.
     let demo_prep = match &cli.command {
         Command::Demo { listen, app_listen, .. } => match DemoPrep::new(*listen, *app_listen) {
@@ -206,34 +275,63 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("refusing to start: fix the configuration above");
         return Ok(ExitCode::FAILURE);
     };
+    let cert = match args.listener.cert_files() {
+        Some(files) => match ReloadingCert::load(files, tls::provider()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                eprintln!("error: TLS certificate: {e}");
+                eprintln!("refusing to start: fix the certificate or key above");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => None,
+    };
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
     let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
-    run_gateway(registry, Arc::new(store), listener, args.public_url, Some(args.config)).await?;
+    let front = Front { listener, cert, limits: args.listener.limits() };
+    run_gateway(registry, Arc::new(store), front, args.public_url, Some(args.config)).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listening side of the gateway: its socket, its certificate when it speaks TLS, its limits.
+struct Front {
+    listener: tokio::net::TcpListener,
+    cert: Option<Arc<ReloadingCert>>,
+    limits: ConnectionLimits,
 }
 
 async fn run_gateway(
     registry: Registry,
     store: Arc<dyn Store>,
-    listener: tokio::net::TcpListener,
+    front: Front,
     public_url: Option<String>,
     watch: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+    let addr = front.listener.local_addr()?;
+    let scheme = if front.cert.is_some() { "https" } else { "http" };
+    let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
     let state = AppState {
         registry: Arc::new(ArcSwap::from_pointee(registry)),
         provisioner: Arc::new(Provisioner::new(store, &public_url)),
         limits: Limits::default(),
     };
+    let every = Duration::from_secs(2);
     if let Some(dir) = watch {
-        tokio::spawn(scimbridge::reload::watch(dir, state.registry.clone(), std::time::Duration::from_secs(2)));
+        tokio::spawn(scimbridge::reload::watch(dir, state.registry.clone(), every));
     }
+    let tls = match &front.cert {
+        Some(cert) => {
+            tokio::spawn(cert.clone().watch(every));
+            tracing::info!(cert = %cert.files().cert.display(), leaf_sha256 = %tls::leaf_sha256(&cert.current()), "TLS certificate loaded");
+            Some(tls::server_config(cert.clone()).context("TLS configuration")?)
+        }
+        None => None,
+    };
     // Tests and scripts read this line to learn the port.
-    println!("scimbridge listening on http://{addr}");
-    tracing::info!(%addr, tenants = state.registry.load().len(), "serving");
-    server::serve(listener, state, shutdown_signal()).await?;
+    println!("scimbridge listening on {scheme}://{addr}");
+    tracing::info!(%addr, tls = tls.is_some(), tenants = state.registry.load().len(), "serving");
+    server::serve(front.listener, state, tls, front.limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -277,7 +375,8 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let store = RedbStore::in_memory().context("create the demo store")?;
     let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
     println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
-    run_gateway(registry, Arc::new(store), listener, None, None).await?;
+    let front = Front { listener, cert: None, limits: ConnectionLimits::default() };
+    run_gateway(registry, Arc::new(store), front, None, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,16 @@
 //! The HTTP server: routes, request limits, and the shape of every response.
 //!
 //! Layers (outermost first): SCIM-shaped error bodies for anything the framework rejects, a request
-//! timeout, a body-size limit. Handlers live in `scim` (tenant endpoints) and here (admin).
+//! timeout, a body-size limit. Handlers live in `scim` (tenant endpoints) and here (admin). The
+//! connections under them (accept, TLS, HTTP/1.1 and HTTP/2, connection limits, graceful drain)
+//! are `listener`'s; the TLS configuration and certificate reload are `tls`'s.
 
 pub mod extract;
+pub mod listener;
 pub mod oauth;
 pub mod response;
 pub mod scim;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -130,11 +134,14 @@ async fn scim_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests within
+/// `limits.drain_timeout`. With `tls`, every connection is TLS (ALPN chooses HTTP/2 or HTTP/1.1).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: listener::ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+) {
+    listener::serve(listener, router(state), tls.map(tokio_rustls::TlsAcceptor::from), limits, shutdown).await;
 }
