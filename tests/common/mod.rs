@@ -2,13 +2,14 @@
 //! loopback ports chosen by the OS, and talks to both over HTTP.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod legacy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
@@ -28,6 +29,34 @@ fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_scimbridge")
 }
 
+/// The lines a child process wrote to stderr (its log), kept for assertions and echoed.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        self.0.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// How many lines so far contain all of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.0.lock().map(|l| l.iter().filter(|line| needles.iter().all(|n| line.contains(n))).count()).unwrap_or(0)
+    }
+
+    /// Waits until at least `n` lines contain all of `needles`; false on timeout.
+    pub async fn wait_for(&self, needles: &[&str], n: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.count(needles) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     child: Child,
@@ -35,9 +64,24 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` and waits for one stdout line per `prefix`, returning the rest of each line.
-    fn start(mut cmd: Command, prefixes: &[&str]) -> (Self, Vec<String>) {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    fn start(cmd: Command, prefixes: &[&str]) -> (Self, Vec<String>) {
+        Self::start_logged(cmd, prefixes, None)
+    }
+
+    /// Like `start`; with `logs`, stderr is also collected there.
+    fn start_logged(mut cmd: Command, prefixes: &[&str], logs: Option<Logs>) -> (Self, Vec<String>) {
+        cmd.stdout(Stdio::piped()).stderr(if logs.is_some() { Stdio::piped() } else { Stdio::inherit() });
         let mut child = cmd.spawn().expect("spawn scimbridge");
+        if let (Some(logs), Some(stderr)) = (logs, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    if let Ok(mut l) = logs.0.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -72,6 +116,24 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().expect("run kill");
+        assert!(ok.success(), "kill -s {name}");
+    }
+
+    /// Waits for the process to exit on its own; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 
@@ -152,6 +214,8 @@ pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
 /// A running gateway and the demo app behind it.
 pub struct Gateway {
     pub proc: Proc,
+    /// Its log, when started with `serve_with`.
+    pub logs: Logs,
     /// `http://127.0.0.1:port`
     pub url: String,
     pub app: Option<DemoApp>,
@@ -199,6 +263,7 @@ impl Gateway {
         let (proc, found) = Proc::start(cmd, &["scimbridge listening on ", "demo-app listening on "]);
         Self {
             proc,
+            logs: Logs::default(),
             url: found[0].clone(),
             app: None,
             app_url: found[1].clone(),
@@ -218,7 +283,45 @@ impl Gateway {
             .env("DEMO_APP_API_KEY", &app.api_key);
         let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
         let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
-        Self { proc, url: found[0].clone(), app: Some(app), app_url, app_key, http: reqwest::Client::new() }
+        Self {
+            proc,
+            logs: Logs::default(),
+            url: found[0].clone(),
+            app: Some(app),
+            app_url,
+            app_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `scimbridge serve` with extra arguments and environment (TLS, connection limits), talking
+    /// to it through `http` (e.g. a client that trusts the test CA); its log is kept in `logs`.
+    pub fn serve_with(
+        config: &Path,
+        data: &Path,
+        app: DemoApp,
+        args: &[&str],
+        env: &[(&str, &str)],
+        http: reqwest::Client,
+    ) -> Self {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("DEMO_APP_URL", &app.url)
+            .env("DEMO_APP_API_KEY", &app.api_key);
+        let logs = Logs::default();
+        let (proc, found) = Proc::start_logged(cmd, &["scimbridge listening on "], Some(logs.clone()));
+        let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
+        Self { proc, logs, url: found[0].clone(), app: Some(app), app_url, app_key, http }
+    }
+
+    /// `host:port` of the gateway's listener.
+    pub fn addr(&self) -> String {
+        self.url.split("://").nth(1).expect("scheme://addr").to_owned()
     }
 
     /// `scimbridge serve` on `config` with the store under `data` and extra environment (for tenants
@@ -232,6 +335,7 @@ impl Gateway {
         let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
         Self {
             proc,
+            logs: Logs::default(),
             url: found[0].clone(),
             app: None,
             app_url: String::new(),
@@ -366,6 +470,16 @@ pub fn urlencode(s: &str) -> String {
 /// A PatchOp body.
 pub fn patch(ops: Value) -> Value {
     serde_json::json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+/// A config directory with the repository's demo tenant and mapping (the app from the environment).
+pub fn demo_config() -> PathBuf {
+    let dir = temp_dir("config");
+    for (sub, file) in [("tenants", "demo.yaml"), ("mappings", "demo-app.yaml")] {
+        std::fs::create_dir_all(dir.join(sub)).expect("config dir");
+        std::fs::copy(repo_root().join(sub).join(file), dir.join(sub).join(file)).expect("copy config");
+    }
+    dir
 }
 
 /// A fresh temporary directory.
