@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use scimbridge::config;
 use scimbridge::provision::Provisioner;
-use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES, parse_duration};
+use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES, parse_duration, parse_nonzero_duration};
 use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
@@ -112,24 +112,26 @@ struct ListenerArgs {
     /// PEM private key of the certificate; needs --tls-cert.
     #[arg(long, env = "SCIMBRIDGE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Longest a client may take to send a request's headers (`500ms`, `30s`, `2m`).
-    #[arg(long, env = "SCIMBRIDGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// Longest a client may take to send a request's headers (`500ms`, `30s`, `2m`), counted from
+    /// when the connection waits for a request: it also closes idle HTTP/1.1 keep-alive connections.
+    #[arg(long, env = "SCIMBRIDGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_nonzero_duration)]
     header_read_timeout: Duration,
     /// Largest request head in bytes; a larger one is answered 431.
     #[arg(long, env = "SCIMBRIDGE_MAX_HEADER_BYTES", default_value_t = 32 * 1024,
           value_parser = clap::value_parser!(u32).range(i64::from(MIN_HEADER_BYTES)..=1024 * 1024))]
     max_header_bytes: u32,
-    /// Close a connection that has had no request in flight for this long (`0`: never).
+    /// Close a connection that has had no request in flight for this long (`0`: never); HTTP/2
+    /// pings do not count as activity.
     #[arg(long, env = "SCIMBRIDGE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
     /// HTTP/2 keep-alive ping interval (`0`: no pings).
     #[arg(long, env = "SCIMBRIDGE_H2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     h2_keepalive_interval: Duration,
     /// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
-    #[arg(long, env = "SCIMBRIDGE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "SCIMBRIDGE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_nonzero_duration)]
     h2_keepalive_timeout: Duration,
     /// Longest a TLS handshake may take.
-    #[arg(long, env = "SCIMBRIDGE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SCIMBRIDGE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     tls_handshake_timeout: Duration,
     /// Most connections open at once; more wait in the listen backlog (default: no limit).
     #[arg(long, env = "SCIMBRIDGE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]

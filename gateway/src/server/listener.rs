@@ -74,6 +74,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Like [`parse_duration`], for limits where zero would refuse everyone.
+pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".to_owned()),
+        d => Ok(d),
+    }
+}
+
 /// The hyper connection builders: one per way a connection can start.
 struct Builders {
     /// Cleartext: HTTP/1.1, or HTTP/2 when the client opens with the HTTP/2 preface.
@@ -324,5 +332,8 @@ mod tests {
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_nonzero_duration("0s").is_err());
+        assert_eq!(parse_nonzero_duration("1s"), Ok(Duration::from_secs(1)));
     }
 }
