@@ -11,8 +11,9 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 
 use scimbridge::config;
+use scimbridge::config::duration::{parse_duration, parse_nonzero_duration};
 use scimbridge::provision::Provisioner;
-use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES, parse_duration, parse_nonzero_duration};
+use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES};
 use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
@@ -487,7 +488,7 @@ fn rotate(config: &Path, tenant: &str, label: &str, retire_in: Option<&str>) -> 
     let expires = match retire_in {
         None => None,
         Some(d) => {
-            let secs = edit::parse_duration(d).map_err(anyhow::Error::msg)?;
+            let secs = parse_duration(d).map_err(anyhow::Error::msg)?.as_secs();
             let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::try_from(secs)?);
             Some(at.replace_nanosecond(0)?.format(&time::format_description::well_known::Rfc3339)?)
         }

@@ -4,6 +4,7 @@
 //! Compiling parsed files into running tenants is `tenant::Registry::build`'s job; this module only
 //! reads and parses, so `scimbridge check` and `serve` share one path.
 
+pub mod duration;
 pub mod env;
 pub mod locate;
 

@@ -60,28 +60,6 @@ impl Default for ConnectionLimits {
 /// The smallest `max_header_bytes` (hyper's smallest HTTP/1 read buffer).
 pub const MIN_HEADER_BYTES: u32 = 8192;
 
-/// Parses a duration flag: `500ms`, `30s`, `2m`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 2m)"))?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("unknown unit `{other}` in `{s}` (use ms, s or m)")),
-    }
-}
-
-/// Like [`parse_duration`], for limits where zero would refuse everyone.
-pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be more than zero".to_owned()),
-        d => Ok(d),
-    }
-}
-
 /// The hyper connection builders: one per way a connection can start.
 struct Builders {
     /// Cleartext: HTTP/1.1, or HTTP/2 when the client opens with the HTTP/2 preface.
@@ -316,24 +294,5 @@ where
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("2h").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_nonzero_duration("0s").is_err());
-        assert_eq!(parse_nonzero_duration("1s"), Ok(Duration::from_secs(1)));
     }
 }

@@ -94,28 +94,13 @@ pub fn add_token(text: &str, label: &str, sha256: &str, expire_others: Option<&s
     Ok(s)
 }
 
-/// Parses `7d`, `24h`, `90m` or `3600s` into seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split].parse().map_err(|_| format!("`{s}` is not a duration like 7d, 24h or 90m"))?;
-    let unit = match &s[split..] {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{s}` is not a duration like 7d, 24h or 90m")),
-    };
-    n.checked_mul(unit).ok_or_else(|| format!("`{s}` is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const FILE: &str = "\
 id: acme   # the customer
-mapping: demo-app
+mapping: some-app
 auth:
   tokens:
     # first token, from onboarding
@@ -136,7 +121,7 @@ options:
             out,
             "\
 id: acme   # the customer
-mapping: demo-app
+mapping: some-app
 auth:
   tokens:
     # first token, from onboarding
@@ -182,13 +167,5 @@ options:
         assert!(add_token("auth: {tokens: []}\n", "t", "cc", None).is_err());
         assert!(add_token("auth:\n  tokens: [{label: a, sha256: b}]\n", "t", "cc", None).is_err());
         assert!(add_token("auth:\n  tokens:\n    - {label: a, sha256: b}\n", "t", "cc", None).is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d"), Ok(604_800));
-        assert_eq!(parse_duration("90m"), Ok(5400));
-        assert!(parse_duration("7 days").is_err());
-        assert!(parse_duration("d").is_err());
     }
 }
