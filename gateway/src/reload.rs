@@ -47,7 +47,8 @@ pub fn fingerprint_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Finge
 
 /// Reads, validates and swaps in the configuration of `dir`; `Err` carries the problems.
 pub fn reload(dir: &Path, registry: &ArcSwap<Registry>) -> Result<usize, config::Problems> {
-    let next = config::read_dir(dir).and_then(|set| Registry::build(&set))?;
+    // Built on the running registry, so the apps' outbound limiters carry over.
+    let next = config::read_dir(dir).and_then(|set| Registry::rebuild(&set, &registry.load()))?;
     let n = next.len();
     registry.store(Arc::new(next));
     Ok(n)

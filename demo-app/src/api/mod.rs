@@ -2,6 +2,7 @@
 
 mod accounts;
 mod members;
+mod stats;
 mod teams;
 
 use std::sync::Arc;
@@ -28,12 +29,18 @@ pub struct AppState {
     pub api_key: ApiKey,
     /// Test fault injection: delay before answering an account create.
     pub create_delay: std::time::Duration,
+    /// Test hook: when requests arrived.
+    pub stats: stats::Stats,
 }
 
 /// Builds the full app: `/health` plus the authenticated `/api/v1` routes.
 pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
-    let state =
-        Arc::new(AppState { store: RwLock::new(Store::default()), api_key: ApiKey::new(api_key), create_delay });
+    let state = Arc::new(AppState {
+        store: RwLock::new(Store::default()),
+        api_key: ApiKey::new(api_key),
+        create_delay,
+        stats: stats::Stats::default(),
+    });
     let api = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/accounts/feed", get(accounts::feed))
@@ -44,12 +51,17 @@ pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
         .route("/teams/{id}/members/{account_id}", delete(members::remove))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key));
+    let hooks = Router::new()
+        .route("/_stats/arrivals", get(stats::arrivals))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key));
     Router::new()
         .route("/health", get(health))
         .method_not_allowed_fallback(method_not_allowed)
         .nest("/api/v1", api)
+        .merge(hooks)
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), stats::record))
         .with_state(state)
 }
 

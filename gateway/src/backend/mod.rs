@@ -2,9 +2,11 @@
 //!
 //! It knows nothing of SCIM or mappings. Its rules are transport rules: a timeout on every call,
 //! retries only where a retry cannot duplicate a write (reads, and writes that never left), bounded
-//! response sizes, and no credentials in any error it returns.
+//! response sizes, an optional outbound limit (`limit`) before every attempt, and no credentials in
+//! any error it returns.
 
 pub mod auth;
+pub mod limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use serde_json::Value;
 
 use crate::mapping::call::{AppRequest, Body};
 pub use auth::{Auth, OAuth2};
+pub use limit::{Limiter, OutboundLimit};
 
 /// Largest app response the gateway reads; beyond it the call fails rather than eat memory.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -32,12 +35,16 @@ pub enum BackendError {
     Response(String),
     #[error("invalid request for the application: {0}")]
     Request(String),
+    /// The app's outbound limit is saturated: the call would have waited longer than its
+    /// `max_wait`, so it was not sent. The duration says when one might get through.
+    #[error("the application's outbound limit is saturated; retry in {0:?}")]
+    Throttled(Duration),
 }
 
 impl BackendError {
     /// Whether the request may have reached the app (a write may then have happened).
     pub fn maybe_delivered(&self) -> bool {
-        !matches!(self, BackendError::Connect(_) | BackendError::Request(_))
+        !matches!(self, BackendError::Connect(_) | BackendError::Request(_) | BackendError::Throttled(_))
     }
 }
 
@@ -59,6 +66,8 @@ pub struct Backend {
     origin: String,
     timeout: Duration,
     auth: Arc<Auth>,
+    /// The app instance's outbound limit, shared with every tenant calling the same base URL.
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl Backend {
@@ -79,7 +88,32 @@ impl Backend {
             .build()
             .map_err(|e| BackendError::Request(e.to_string()))?;
         let origin = parsed.origin().ascii_serialization();
-        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), origin, timeout, auth: Arc::new(auth) })
+        Ok(Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            origin,
+            timeout,
+            auth: Arc::new(auth),
+            limiter: None,
+        })
+    }
+
+    /// Which app instance this is, for sharing its outbound limit: the base URL, normalised (host
+    /// in lowercase, default port dropped, no trailing `/`).
+    pub fn instance(&self) -> String {
+        reqwest::Url::parse(&self.base_url)
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|_| self.base_url.clone())
+    }
+
+    /// Puts every call (each attempt, retries included) under `limiter`.
+    pub fn set_limiter(&mut self, limiter: Arc<Limiter>) {
+        self.limiter = Some(limiter);
+    }
+
+    /// The outbound limiter, if the app has one.
+    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.limiter.as_ref()
     }
 
     /// A URL the app gave (a paging link) as a request path: absolute URLs stay as they are, an
@@ -99,13 +133,27 @@ impl Backend {
         &self.base_url
     }
 
-    /// Sends `req`, retrying with backoff where that is safe.
+    /// Sends `req`, retrying with backoff where that is safe. Each attempt first waits for its turn
+    /// under the outbound limit; see [`limit`] for when a wait is refused instead.
     pub async fn send(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
         let idempotent = matches!(req.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
         let mut attempt = 1;
         let mut refreshed = false;
+        let mut previous: Option<Result<AppResponse, BackendError>> = None;
         loop {
+            let permit = match &self.limiter {
+                None => None,
+                Some(l) => match l.acquire(limit::may_refuse()).await {
+                    Ok(p) => Some(p),
+                    // A refused retry reports what the last attempt got, which is what happened.
+                    Err(r) => return previous.unwrap_or(Err(BackendError::Throttled(r.retry_after))),
+                },
+            };
             let result = self.send_once(req).await;
+            drop(permit);
+            if result.as_ref().map_or_else(BackendError::maybe_delivered, |_| true) {
+                limit::mark_sent();
+            }
             // An OAuth2 token the app no longer accepts is fetched again, once.
             if let (Ok(r), Auth::OAuth2(o)) = (&result, self.auth.as_ref())
                 && r.status == 401
@@ -113,6 +161,7 @@ impl Backend {
             {
                 o.invalidate().await;
                 refreshed = true;
+                previous = Some(result);
                 continue;
             }
             let retry = match &result {
@@ -124,6 +173,7 @@ impl Backend {
             }
             tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
             attempt += 1;
+            previous = Some(result);
         }
     }
 

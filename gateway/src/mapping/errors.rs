@@ -91,7 +91,7 @@ impl ErrorMap {
                     app_message.as_ref().is_some_and(|m| m.to_lowercase().contains(needle.as_str()))
                 })
         }) {
-            return ScimError { status: rule.out_status, scim_type: rule.out_type, detail };
+            return ScimError { status: rule.out_status, scim_type: rule.out_type, detail, retry_after: None };
         }
         match status {
             404 => ScimError::status(404, detail),

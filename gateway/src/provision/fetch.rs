@@ -36,6 +36,11 @@ pub fn transport_error(e: &BackendError, what: &str) -> ScimError {
         BackendError::Connect(_) => ScimError::status(503, format!("{what}: the application is unreachable")),
         BackendError::Response(m) => ScimError::status(502, format!("{what}: {m}")),
         BackendError::Request(m) => ScimError::status(500, format!("{what}: {m}")),
+        BackendError::Throttled(wait) => ScimError::status(
+            503,
+            format!("{what}: the application's call limit is reached and the wait would be too long; the call was not sent, retry later"),
+        )
+        .with_retry_after(*wait),
     }
 }
 

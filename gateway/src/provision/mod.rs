@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::backend::limit;
 use crate::mapping::spec::IdFrom;
 use crate::mapping::template::Context;
 use crate::mapping::transform::{self, get_ci};
@@ -285,8 +286,12 @@ impl<'a> Ops<'a> {
         Ok(self.written(&record, projected))
     }
 
-    /// `POST /{Resources}`.
+    /// `POST /{Resources}`. Like every write, one outbound-limit operation: see [`limit::operation`].
     pub async fn create(&self, body: &Value) -> Result<Written, ScimError> {
+        limit::operation(self.create_unscoped(body)).await
+    }
+
+    async fn create_unscoped(&self, body: &Value) -> Result<Written, ScimError> {
         let what = self.what("create");
         let input = resource::normalize(body, &self.rm.schema)?;
         log_ignored(&input.ignored, &what);
@@ -510,6 +515,10 @@ impl<'a> Ops<'a> {
 
     /// `PUT /{Resources}/{id}`.
     pub async fn replace(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Written, ScimError> {
+        limit::operation(self.replace_unscoped(id, body, if_match)).await
+    }
+
+    async fn replace_unscoped(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Written, ScimError> {
         let what = self.what("replace");
         let record = self.record(id).await?;
         check_if_match(if_match, &record)?;
@@ -521,6 +530,15 @@ impl<'a> Ops<'a> {
 
     /// `PATCH /{Resources}/{id}`: `None` means 204 (groups, whose bodies can be large).
     pub async fn patch(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Option<Written>, ScimError> {
+        limit::operation(self.patch_unscoped(id, body, if_match)).await
+    }
+
+    async fn patch_unscoped(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Option<Written>, ScimError> {
         let what = self.what("patch");
         let ops = patch::parse_request(body)?;
         let record = self.record(id).await?;
@@ -644,6 +662,10 @@ impl<'a> Ops<'a> {
 
     /// `DELETE /{Resources}/{id}`.
     pub async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        limit::operation(self.delete_unscoped(id, if_match)).await
+    }
+
+    async fn delete_unscoped(&self, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
         let what = self.what("delete");
         let record = self.record(id).await?;
         check_if_match(if_match, &record)?;

@@ -42,16 +42,25 @@ pub struct ScimError {
     pub status: u16,
     pub scim_type: Option<ScimType>,
     pub detail: String,
+    /// Seconds after which a retry may succeed (the `Retry-After` header of a 503 or 429); not
+    /// part of the body.
+    pub retry_after: Option<u64>,
 }
 
 impl ScimError {
     /// An error with a `scimType`.
     pub fn new(status: u16, scim_type: ScimType, detail: impl Into<String>) -> Self {
-        Self { status, scim_type: Some(scim_type), detail: detail.into() }
+        Self { status, scim_type: Some(scim_type), detail: detail.into(), retry_after: None }
     }
     /// An error without a `scimType` (404, 401, 500, ...).
     pub fn status(status: u16, detail: impl Into<String>) -> Self {
-        Self { status, scim_type: None, detail: detail.into() }
+        Self { status, scim_type: None, detail: detail.into(), retry_after: None }
+    }
+    /// Adds a `Retry-After` of `wait`, in whole seconds rounded up, at least 1.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
     /// 400 invalidFilter.
     pub fn invalid_filter(detail: impl Into<String>) -> Self {

@@ -69,7 +69,8 @@ impl IntoResponse for ErrorResponse {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scimbridge\""));
             }
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                let secs = e.retry_after.map_or(HeaderValue::from_static("5"), HeaderValue::from);
+                headers.insert(header::RETRY_AFTER, secs);
             }
             _ => {}
         }

@@ -2,7 +2,9 @@
 //! [`Registry`] that routes a request's tenant id to it.
 //!
 //! Everything per tenant that does not depend on a request is computed here, once: token hashes,
-//! the compiled mapping, the backend client and pool, and the discovery documents.
+//! the compiled mapping, the backend client and pool, and the discovery documents. Outbound
+//! limiters belong to app instances rather than tenants: tenants with the same `base_url` share
+//! one, and a reload hands it on to the new registry.
 
 pub mod auth;
 pub mod edit;
@@ -10,14 +12,14 @@ pub mod scope;
 pub mod spec;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
-use crate::backend::{Auth, Backend, OAuth2};
+use crate::backend::{Auth, Backend, Limiter, OAuth2, OutboundLimit};
 use crate::config::{ConfigSet, Problem, Problems};
 use crate::mapping::{self, Mapping, ResourceKind};
 use spec::{TenantFile, TenantOptions};
@@ -76,6 +78,8 @@ impl Tenant {
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: HashMap<String, Arc<Tenant>>,
+    /// Outbound limiters by app instance (normalised base URL).
+    limiters: HashMap<String, Arc<Limiter>>,
 }
 
 impl Registry {
@@ -103,6 +107,17 @@ impl Registry {
 
     /// Compiles every mapping once and every tenant against it; reports all problems together.
     pub fn build(set: &ConfigSet) -> Result<Self, Problems> {
+        Self::build_after(set, None)
+    }
+
+    /// [`Registry::build`] for a reload: an app instance `previous` already limits keeps its
+    /// limiter (and so its schedule, taking the new values), so a reload neither resets nor
+    /// doubles its rate. Nothing of `previous` changes unless the new configuration is valid.
+    pub fn rebuild(set: &ConfigSet, previous: &Registry) -> Result<Self, Problems> {
+        Self::build_after(set, Some(previous))
+    }
+
+    fn build_after(set: &ConfigSet, previous: Option<&Registry>) -> Result<Self, Problems> {
         let mut problems = Vec::new();
         let mut mappings: HashMap<&str, Arc<Mapping>> = HashMap::new();
         for (name, (path, file)) in &set.mappings {
@@ -115,29 +130,82 @@ impl Registry {
                 }
             }
         }
-        let mut tenants = HashMap::new();
+        let mut built: Vec<(PathBuf, Tenant, Option<OutboundLimit>)> = Vec::new();
         for (path, file) in &set.tenants {
             match build_tenant(path, file, &mappings, set) {
-                Ok(t) => {
-                    if tenants.contains_key(&t.id) {
+                Ok((t, limit)) => {
+                    if built.iter().any(|(_, other, _)| other.id == t.id) {
                         problems.push(Problem::file(path, format!("tenant id `{}` is used by another file", t.id)));
                     } else {
-                        tenants.insert(t.id.clone(), Arc::new(t));
+                        built.push((path.clone(), t, limit));
                     }
                 }
                 Err(mut p) => problems.append(&mut p),
             }
         }
-        if problems.is_empty() { Ok(Self { tenants }) } else { Err(Problems(problems)) }
+        // One limit per app instance: its tenants must agree on it.
+        let mut instances: HashMap<String, (&str, Option<OutboundLimit>)> = HashMap::new();
+        for (path, t, limit) in &built {
+            match instances.get(&t.backend.instance()) {
+                None => {
+                    instances.insert(t.backend.instance(), (t.id.as_str(), *limit));
+                }
+                Some((first, first_limit)) if first_limit != limit => {
+                    let key = set
+                        .tenants
+                        .iter()
+                        .find(|(p, _)| p == path)
+                        .map(|(_, f)| match (&f.backend.rate_limit, f.backend.max_in_flight) {
+                            (Some(_), _) => "backend.rate_limit",
+                            (None, Some(_)) => "backend.max_in_flight",
+                            (None, None) => "backend.base_url",
+                        })
+                        .unwrap_or("backend");
+                    let message = format!(
+                        "tenant `{}` calls the same `base_url` as tenant `{first}` with another \
+                         `backend.rate_limit` / `backend.max_in_flight`",
+                        t.id
+                    );
+                    let hint = "tenants of one app instance share its outbound limit: give them the same values";
+                    problems.extend(Problem::located(path, [(key.to_owned(), message, Some(hint.to_owned()))]));
+                }
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        // Valid as a whole: only now may a running limiter take new values.
+        let mut limiters = HashMap::new();
+        for (instance, (_, limit)) in instances {
+            let Some(limit) = limit.filter(OutboundLimit::is_limited) else { continue };
+            let limiter = match previous.and_then(|p| p.limiters.get(&instance)) {
+                Some(running) => {
+                    running.reconfigure(limit);
+                    running.clone()
+                }
+                None => Arc::new(Limiter::new(&instance, limit)),
+            };
+            limiters.insert(instance, limiter);
+        }
+        let mut tenants = HashMap::new();
+        for (_, mut t, _) in built {
+            if let Some(l) = limiters.get(&t.backend.instance()) {
+                t.backend.set_limiter(l.clone());
+            }
+            tenants.insert(t.id.clone(), Arc::new(t));
+        }
+        Ok(Self { tenants, limiters })
     }
 }
 
+/// A tenant and the outbound limit its file asks for (attached once all tenants agree on it).
 fn build_tenant(
     path: &Path,
     file: &TenantFile,
     mappings: &HashMap<&str, Arc<Mapping>>,
     set: &ConfigSet,
-) -> Result<Tenant, Vec<Problem>> {
+) -> Result<(Tenant, Option<OutboundLimit>), Vec<Problem>> {
     let mut problems = Vec::new();
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if let Err(m) = validate_id(&file.id) {
@@ -192,6 +260,20 @@ fn build_tenant(
             None
         }
     };
+    let b = &file.backend;
+    let outbound = OutboundLimit::new(
+        b.rate_limit.as_ref().map(|r| (r.per_second, r.burst)),
+        b.rate_limit.as_ref().and_then(|r| r.max_wait_ms).map(Duration::from_millis),
+        b.max_in_flight,
+    )
+    .map_err(|errors| {
+        problems.extend(Problem::located(
+            path,
+            errors.into_iter().map(|e| (format!("backend.{}", e.key), e.message, None)),
+        ));
+    })
+    .ok()
+    .filter(OutboundLimit::is_limited);
     let limits = crate::ratelimit::RateLimits::new(&file.limits).unwrap_or_else(|m| {
         problems.push(Problem::file(path, format!("limits: {m}")));
         crate::ratelimit::RateLimits::default()
@@ -205,16 +287,19 @@ fn build_tenant(
         None => Default::default(),
     };
     match (mapping, backend, authenticator) {
-        (Some(mapping), Some(backend), Some(auth)) if problems.is_empty() => Ok(Tenant {
-            id: file.id.clone(),
-            mapping,
-            backend,
-            credentials,
-            auth,
-            scopes,
-            options: file.options.clone(),
-            limits,
-        }),
+        (Some(mapping), Some(backend), Some(auth)) if problems.is_empty() => Ok((
+            Tenant {
+                id: file.id.clone(),
+                mapping,
+                backend,
+                credentials,
+                auth,
+                scopes,
+                options: file.options.clone(),
+                limits,
+            },
+            outbound,
+        )),
         _ => Err(problems),
     }
 }

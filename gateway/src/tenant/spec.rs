@@ -71,6 +71,26 @@ pub struct BackendSpec {
     /// Per-attempt timeout for calls to the app.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Outbound limit on the calls to the app: calls queue for their turn instead of failing.
+    #[serde(default)]
+    pub rate_limit: Option<OutboundRateSpec>,
+    /// Most calls to the app at once.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+/// The pace of calls to the app, and how long a call may wait for its turn.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundRateSpec {
+    /// Calls per second, sustained.
+    pub per_second: u32,
+    /// Calls allowed at once on top of an idle period (default: `per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Longest a call waits for its turn before the SCIM request is refused with 503 (default 10000).
+    #[serde(default)]
+    pub max_wait_ms: Option<u64>,
 }
 
 /// Who may call this tenant: any mix of static tokens, identity-provider JWTs and tokens from the
