@@ -406,6 +406,29 @@ impl Gateway {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The demo app's record of `/api` requests (its test hook `/_stats/arrivals`): each request's
+    /// arrival in microseconds since the app started, method and path, in order; and the most
+    /// requests it handled at once.
+    pub async fn app_arrivals(&self) -> (Vec<(u64, String, String)>, u64) {
+        let (s, v) = self.app_get("/_stats/arrivals").await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["dropped"], 0, "arrivals were dropped");
+        let arrivals = v["arrivals"]
+            .as_array()
+            .expect("arrivals")
+            .iter()
+            .map(|a| {
+                let at = a["at_us"].as_u64().expect("at_us");
+                (
+                    at,
+                    a["method"].as_str().unwrap_or_default().to_owned(),
+                    a["path"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        (arrivals, v["max_in_flight"].as_u64().expect("max_in_flight"))
+    }
+
     /// The demo app's account behind a SCIM user, found by login.
     pub async fn app_account(&self, login: &str) -> Value {
         let (s, v) = self.app_get(&format!("/api/v1/accounts?login={}", urlencode(login))).await;
