@@ -1,16 +1,19 @@
 //! Rate limits over real HTTP: the inbound limits hold their configured rate and burst, and the
 //! outbound limit paces a burst of creates to the app (measured where the calls land, in the demo
-//! app) instead of failing any, or refuses up front a call whose wait would be too long.
+//! app) instead of failing any, or refuses up front a call whose wait would be too long. Tenants of
+//! one app instance share its limiter, which outlives a reload; `check` names bad values' lines.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::Method;
+use scimbridge::config::read_dir;
+use scimbridge::tenant::Registry;
 
 /// A config directory with the demo mapping and one tenant per `(id, backend extra, top-level
 /// extra, token labels)`; each token is `<id>-<label>`. Extras are YAML lines at their level.
@@ -184,9 +187,9 @@ fn check_reports_bad_outbound_limits_with_their_line() {
     let out = check(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("a.yaml:7: `backend.rate_limit.per_second` must be at least 1"), "{err}");
-    assert!(err.contains("a.yaml:8: `backend.max_in_flight` must be at least 1"), "{err}");
-    assert!(err.contains("b.yaml:9: `backend.rate_limit.max_wait_ms` must be at most 60000"), "{err}");
+    assert!(err.contains("a.yaml:7 (backend.rate_limit.per_second): must be at least 1"), "{err}");
+    assert!(err.contains("a.yaml:8 (backend.max_in_flight): must be at least 1"), "{err}");
+    assert!(err.contains("b.yaml:9 (backend.rate_limit.max_wait_ms): must be at most 60000"), "{err}");
 
     // Two tenants of one app instance must agree on its limit; a tenant without one counts.
     let config = config_dir(&[
@@ -197,8 +200,8 @@ fn check_reports_bad_outbound_limits_with_their_line() {
     let out = check(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("b.yaml:7: tenant `b` calls the same `base_url` as tenant `a`"), "{err}");
-    assert!(err.contains("c.yaml") && err.contains("tenant `c` calls the same `base_url`"), "{err}");
+    assert!(err.contains("b.yaml:7 (backend.rate_limit): tenant `b` calls the same `base_url` as tenant `a`"), "{err}");
+    assert!(err.contains("c.yaml:4 (backend.base_url): tenant `c` calls the same `base_url`"), "{err}");
     assert!(err.contains("share its outbound limit"), "{err}");
 }
 
@@ -297,4 +300,43 @@ async fn the_per_token_limit_gives_each_token_its_own_budget() {
     let elapsed = start.elapsed();
     assert_rate("token one", one, 10.0, 20.0, elapsed);
     assert_rate("token two", two, 10.0, 20.0, elapsed);
+}
+
+/// Writes a config directory with the demo mapping and tenants `a` and `b` on one app instance (spelt
+/// differently), each with `backend` lines `a_extra` and `b_extra`.
+fn write_config(dir: &Path, a_extra: &str, b_extra: &str) {
+    std::fs::create_dir_all(dir.join("tenants")).unwrap();
+    std::fs::create_dir_all(dir.join("mappings")).unwrap();
+    let mapping = repo_root().join("mappings/demo-app.yaml");
+    std::fs::copy(mapping, dir.join("mappings/demo-app.yaml")).unwrap();
+    for (id, url, extra) in [("a", "http://127.0.0.1:9", a_extra), ("b", "HTTP://127.0.0.1:9/", b_extra)] {
+        let text = format!(
+            "id: {id}\nmapping: demo-app\nbackend:\n  base_url: \"{url}\"\n  credentials:\n    api_key: k\n{extra}auth:\n  tokens:\n    - label: t\n      sha256: \"7c43ef5ae21d43ce2743f770c68e24def1a43ee2f416d2438410c8af7af2ff2c\"\n"
+        );
+        std::fs::write(dir.join(format!("tenants/{id}.yaml")), text).unwrap();
+    }
+}
+
+#[test]
+fn tenants_of_one_app_share_its_limiter_and_a_reload_keeps_it() {
+    let dir = temp_dir("share");
+    let limit = |r| scimbridge::backend::OutboundLimit::new(Some((r, Some(5))), None, Some(2)).unwrap();
+    let rate = |r| format!("  rate_limit: {{ per_second: {r}, burst: 5 }}\n  max_in_flight: 2\n");
+    write_config(&dir, &rate(10), &rate(10));
+    let first = Registry::build(&read_dir(&dir).unwrap()).unwrap();
+    let shared = first.get("a").unwrap().backend.limiter().unwrap().clone();
+    assert!(Arc::ptr_eq(&shared, first.get("b").unwrap().backend.limiter().unwrap()));
+    assert_eq!(shared.limit(), limit(10));
+
+    // A reload with a new rate: the same limiter, with the new values.
+    write_config(&dir, &rate(20), &rate(20));
+    let second = Registry::rebuild(&read_dir(&dir).unwrap(), &first).unwrap();
+    assert!(Arc::ptr_eq(&shared, second.get("b").unwrap().backend.limiter().unwrap()));
+    assert_eq!(shared.limit(), limit(20));
+
+    // A rejected reload (the tenants disagree) changes nothing.
+    write_config(&dir, &rate(30), &rate(40));
+    assert!(Registry::rebuild(&read_dir(&dir).unwrap(), &second).is_err());
+    assert_eq!(shared.limit(), limit(20));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -333,45 +333,6 @@ fn render_auth(t: &mapping::AuthTemplate, credentials: &Value) -> Result<Auth, S
 mod tests {
     use super::*;
 
-    /// A config directory with the demo mapping and tenants `a` and `b` on one app instance (spelt
-    /// differently), each with `backend` lines `a_extra` and `b_extra`.
-    fn write_config(dir: &Path, a_extra: &str, b_extra: &str) {
-        std::fs::create_dir_all(dir.join("tenants")).unwrap();
-        std::fs::create_dir_all(dir.join("mappings")).unwrap();
-        let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/demo-app.yaml");
-        std::fs::copy(mapping, dir.join("mappings/demo-app.yaml")).unwrap();
-        for (id, url, extra) in [("a", "http://127.0.0.1:9", a_extra), ("b", "HTTP://127.0.0.1:9/", b_extra)] {
-            let text = format!(
-                "id: {id}\nmapping: demo-app\nbackend:\n  base_url: \"{url}\"\n  credentials:\n    api_key: k\n{extra}auth:\n  tokens:\n    - label: t\n      sha256: \"7c43ef5ae21d43ce2743f770c68e24def1a43ee2f416d2438410c8af7af2ff2c\"\n"
-            );
-            std::fs::write(dir.join(format!("tenants/{id}.yaml")), text).unwrap();
-        }
-    }
-
-    #[test]
-    fn tenants_of_one_app_share_its_limiter_and_a_reload_keeps_it() {
-        let dir = std::env::temp_dir().join(format!("scimbridge-unit-limiters-{}", std::process::id()));
-        let limit = |r| OutboundLimit::new(Some((r, Some(5))), None, Some(2)).unwrap();
-        let rate = |r| format!("  rate_limit: {{ per_second: {r}, burst: 5 }}\n  max_in_flight: 2\n");
-        write_config(&dir, &rate(10), &rate(10));
-        let first = Registry::build(&crate::config::read_dir(&dir).unwrap()).unwrap();
-        let shared = first.get("a").unwrap().backend.limiter().unwrap().clone();
-        assert!(Arc::ptr_eq(&shared, first.get("b").unwrap().backend.limiter().unwrap()));
-        assert_eq!(shared.limit(), limit(10));
-
-        // A reload with a new rate: the same limiter, with the new values.
-        write_config(&dir, &rate(20), &rate(20));
-        let second = Registry::rebuild(&crate::config::read_dir(&dir).unwrap(), &first).unwrap();
-        assert!(Arc::ptr_eq(&shared, second.get("b").unwrap().backend.limiter().unwrap()));
-        assert_eq!(shared.limit(), limit(20));
-
-        // A rejected reload (the tenants disagree) changes nothing.
-        write_config(&dir, &rate(30), &rate(40));
-        assert!(Registry::rebuild(&crate::config::read_dir(&dir).unwrap(), &second).is_err());
-        assert_eq!(shared.limit(), limit(20));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
     #[test]
     fn tenant_ids() {
         assert!(validate_id("acme-1").is_ok());
