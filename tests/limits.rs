@@ -342,3 +342,35 @@ fn tenants_of_one_app_share_its_limiter_and_a_reload_keeps_it() {
     assert_eq!(shared.limit(), limit(20));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_reload_does_not_refill_an_inbound_limit() {
+    let config = config_dir(&[("a", "", "limits:\n  tenant: { per_second: 1, burst: 3 }\n", &["x"])]);
+    let gw = Gateway::serve(&config, &temp_dir("data"), DemoApp::start());
+    let url = format!("{}/ServiceProviderConfig", gw.tenant_base("a"));
+    let status = |token: String| {
+        let (gw, url) = (&gw, url.clone());
+        async move { gw.scim_as(&token, Method::GET, &url, None, &[]).await.status.as_u16() }
+    };
+    for _ in 0..3 {
+        assert_eq!(status("a-x".into()).await, 200);
+    }
+    assert_eq!(status("a-x".into()).await, 429, "the burst is used up");
+    // A valid change elsewhere in the file (a new token) reloads the tenant, limits unchanged.
+    let file = config.join("tenants/a.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let added = format!("  tokens:\n    - label: y\n      sha256: \"{}\"\n", sha256_hex("a-y"));
+    std::fs::write(&file, text.replace("  tokens:\n", &added)).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &gw.proc.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    // The new token answers once the reload is in: still limited, as the bucket refills only after 1 s.
+    let mut seen = 401;
+    for _ in 0..8 {
+        seen = status("a-y".into()).await;
+        if seen != 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 429, "the reload must keep the limiter's state, not hand out a new burst");
+}

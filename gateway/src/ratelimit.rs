@@ -14,6 +14,8 @@ use crate::tenant::spec::{LimitsSpec, RateSpec};
 /// The limits of one tenant.
 #[derive(Default)]
 pub struct RateLimits {
+    /// What these limiters were built from: a reload that keeps it keeps them, and their state.
+    spec: LimitsSpec,
     tenant: Option<DefaultDirectRateLimiter>,
     per_token: Option<DefaultKeyedRateLimiter<String>>,
 }
@@ -37,9 +39,20 @@ impl RateLimits {
     /// Limiters for a tenant's `limits:` section.
     pub fn new(spec: &LimitsSpec) -> Result<Self, String> {
         Ok(Self {
+            spec: spec.clone(),
             tenant: spec.tenant.as_ref().map(quota).transpose()?.map(RateLimiter::direct),
             per_token: spec.per_token.as_ref().map(quota).transpose()?.map(RateLimiter::keyed),
         })
+    }
+
+    /// Whether these limiters were built from `spec`.
+    pub fn built_from(&self, spec: &LimitsSpec) -> bool {
+        self.spec == *spec
+    }
+
+    /// The spec these limiters were built from.
+    pub fn spec(&self) -> &LimitsSpec {
+        &self.spec
     }
 
     /// Admits one request of the token labelled `token`, or says how long to wait.

@@ -57,7 +57,7 @@ pub struct Tenant {
     pub auth: Authenticator,
     pub options: TenantOptions,
     /// Inbound rate limits.
-    pub limits: crate::ratelimit::RateLimits,
+    pub limits: Arc<crate::ratelimit::RateLimits>,
     /// Per resource type: the part of a shared app instance that is this tenant's.
     pub scopes: std::collections::BTreeMap<mapping::ResourceKind, scope::Scope>,
 }
@@ -193,6 +193,11 @@ impl Registry {
             if let Some(l) = limiters.get(&t.backend.instance()) {
                 t.backend.set_limiter(l.clone());
             }
+            // Unchanged inbound limits keep their state: a reload must not hand out a fresh burst.
+            if let Some(running) = previous.and_then(|p| p.get(&t.id)).filter(|p| p.limits.built_from(t.limits.spec()))
+            {
+                t.limits = running.limits.clone();
+            }
             tenants.insert(t.id.clone(), Arc::new(t));
         }
         Ok(Self { tenants, limiters })
@@ -274,10 +279,10 @@ fn build_tenant(
     })
     .ok()
     .filter(OutboundLimit::is_limited);
-    let limits = crate::ratelimit::RateLimits::new(&file.limits).unwrap_or_else(|m| {
+    let limits = Arc::new(crate::ratelimit::RateLimits::new(&file.limits).unwrap_or_else(|m| {
         problems.push(Problem::file(path, format!("limits: {m}")));
         crate::ratelimit::RateLimits::default()
-    });
+    }));
     let scopes = match mapping.as_ref().map(|m| scope::compile(&file.scope, m)) {
         Some(Ok(s)) => s,
         Some(Err(errs)) => {

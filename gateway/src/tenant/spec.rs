@@ -40,7 +40,7 @@ pub struct ScopeSpec {
 }
 
 /// Inbound rate limits: for the whole tenant and for each token.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct LimitsSpec {
 }
 
 /// A sustained rate and the burst allowed above it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     /// Requests per second, sustained.
