@@ -18,6 +18,7 @@ use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
 use scimbridge::store::redb::RedbStore;
+use scimbridge::store::redis::{RedisConfig, RedisStore};
 use scimbridge::telemetry::{self, LogFormat};
 use scimbridge::tenant::Registry;
 
@@ -34,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every tenant of a config directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate every tenant and mapping file, then exit (non-zero on problems).
     Check {
         /// Directory holding `tenants/` and `mappings/`.
@@ -100,7 +101,42 @@ struct ServeArgs {
     #[arg(long, env = "SCIMBRIDGE_PUBLIC_URL")]
     public_url: Option<String>,
     #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
     listener: ListenerArgs,
+}
+
+/// Where the gateway keeps its state (docs/operations.md, "State store").
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// `embedded` (one redb file, for one process) or a Redis URL (`redis://…`, `rediss://…` for
+    /// TLS, user and password in the URL for ACLs) shared by replicas.
+    #[arg(long, env = "SCIMBRIDGE_STORE", default_value = "embedded", hide_env_values = true)]
+    store: String,
+    /// First part of every Redis key, so deployments can share one Redis.
+    #[arg(long, env = "SCIMBRIDGE_STORE_PREFIX", default_value = "scimbridge")]
+    store_prefix: String,
+    /// Timeout of each Redis command; a request whose state cannot be read in time answers 503.
+    #[arg(long, env = "SCIMBRIDGE_STORE_TIMEOUT", default_value = "2s", value_parser = parse_nonzero_duration)]
+    store_timeout: Duration,
+}
+
+impl StoreArgs {
+    /// Opens the chosen store.
+    async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+        if self.store == "embedded" {
+            let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
+            return Ok(Arc::new(store));
+        }
+        if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
+            anyhow::bail!("--store must be `embedded` or a redis:// or rediss:// URL");
+        }
+        let config = RedisConfig { url: self.store.clone(), prefix: self.store_prefix.clone(), timeout: self.store_timeout };
+        // The URL may carry a password: errors name the store, never the URL.
+        let store = RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
+        tracing::info!(prefix = %self.store_prefix, "state store: Redis");
+        Ok(Arc::new(store))
+    }
 }
 
 /// TLS and connection limits of `serve`'s listener (docs/operations.md, "Listener").
@@ -230,7 +266,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Check { config } => Ok(check(&config)),
         Command::Explain { config, tenant, method, target, body } => explain(&config, &tenant, &method, &target, body),
         Command::Demo { config, .. } => match demo_prep {
@@ -290,10 +326,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
-    let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
+    let store = args.store.open(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
     let front = Front { listener, cert, limits: args.listener.limits() };
-    run_gateway(registry, Arc::new(store), front, args.public_url, Some(args.config)).await?;
+    run_gateway(registry, store, front, args.public_url, Some(args.config)).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -82,6 +82,7 @@ fn now() -> String {
 fn store_error(e: StoreError) -> ScimError {
     tracing::error!(error = %e, "store failure");
     ScimError::status(503, "the gateway's state store is unavailable; retry later")
+        .with_retry_after(std::time::Duration::from_secs(2))
 }
 
 fn app_id_value(record: &Record) -> Result<Value, ScimError> {

@@ -2,10 +2,13 @@
 //! app has no field for it, and `meta` timestamps.
 //!
 //! Every key is scoped by tenant and resource type, so one tenant's ids can never name another's
-//! records. [`Store`] is the seam: `redb` (embedded, the default) implements it today; a Redis store
-//! for replicas implements the same trait.
+//! records. [`Store`] is the seam: `redb` (embedded, the default, one process) and `redis` (shared
+//! by replicas) implement it, and `suite` holds the tests both must pass.
 
 pub mod redb;
+pub mod redis;
+#[cfg(test)]
+mod suite;
 
 use std::future::Future;
 use std::pin::Pin;

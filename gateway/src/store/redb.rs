@@ -316,79 +316,28 @@ impl Store for RedbStore {
 mod tests {
     use super::*;
 
-    fn rec(id: &str, app: &str, ext: Option<&str>) -> Record {
-        Record {
-            id: id.into(),
-            app_id: app.into(),
-            external_id: ext.map(Into::into),
-            created: "2026-01-01T00:00:00Z".into(),
-            last_modified: "2026-01-01T00:00:00Z".into(),
-            version: 1,
-            stored: Default::default(),
-        }
-    }
-
     #[tokio::test]
-    async fn put_get_lookup_delete() {
+    async fn behaves_as_every_store_must() {
         let s = RedbStore::in_memory().unwrap();
-        assert!(s.put("t1", ResourceKind::User, rec("a", "1001", Some("x"))).await.unwrap().is_none());
-        assert_eq!(s.get("t1", ResourceKind::User, "a").await.unwrap().unwrap().app_id, "1001");
-        assert_eq!(s.by_app_id("t1", ResourceKind::User, "1001").await.unwrap().unwrap().id, "a");
-        assert_eq!(s.by_external_id("t1", ResourceKind::User, "x").await.unwrap().unwrap().id, "a");
-        // Tenants and kinds are isolated.
-        assert!(s.get("t2", ResourceKind::User, "a").await.unwrap().is_none());
-        assert!(s.by_app_id("t1", ResourceKind::Group, "1001").await.unwrap().is_none());
-        // Changing externalId moves the index.
-        s.put("t1", ResourceKind::User, rec("a", "1001", Some("y"))).await.unwrap();
-        assert!(s.by_external_id("t1", ResourceKind::User, "x").await.unwrap().is_none());
-        s.delete("t1", ResourceKind::User, "a").await.unwrap();
-        assert!(s.get("t1", ResourceKind::User, "a").await.unwrap().is_none());
-        assert!(s.by_app_id("t1", ResourceKind::User, "1001").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn stored_attributes_are_indexed_case_insensitively() {
-        let s = RedbStore::in_memory().unwrap();
-        let mut r = rec("a", "1", None);
-        r.stored.insert("userName".into(), serde_json::json!("Ada@X"));
-        s.put("t", ResourceKind::User, r.clone()).await.unwrap();
-        assert_eq!(s.by_stored("t", ResourceKind::User, "userName", "ada@x").await.unwrap().unwrap().id, "a");
-        assert!(s.by_stored("u", ResourceKind::User, "userName", "ada@x").await.unwrap().is_none());
-        r.stored.insert("userName".into(), serde_json::json!("bob@x"));
-        s.put("t", ResourceKind::User, r).await.unwrap();
-        assert!(
-            s.by_stored("t", ResourceKind::User, "userName", "ada@x").await.unwrap().is_none(),
-            "old value unindexed"
-        );
-        s.delete("t", ResourceKind::User, "a").await.unwrap();
-        assert!(s.by_stored("t", ResourceKind::User, "userName", "bob@x").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn put_refuses_a_second_record_for_one_app_object() {
-        let s = RedbStore::in_memory().unwrap();
-        s.put("t", ResourceKind::User, rec("a", "7", None)).await.unwrap();
-        let holder = s.put("t", ResourceKind::User, rec("b", "7", None)).await.unwrap();
-        assert_eq!(holder.unwrap().id, "a");
-        assert!(s.get("t", ResourceKind::User, "b").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn adopt_is_stable() {
-        let s = RedbStore::in_memory().unwrap();
-        let first = s.adopt("t", ResourceKind::User, vec!["1".into(), "2".into()], "now").await.unwrap();
-        let again = s.adopt("t", ResourceKind::User, vec!["2".into(), "1".into()], "later").await.unwrap();
-        assert_eq!(first[0].id, again[1].id);
-        assert_eq!(first[1].id, again[0].id);
+        super::super::suite::run_all(&s, "t").await;
     }
 
     #[tokio::test]
     async fn survives_reopen() {
         let dir = std::env::temp_dir().join(format!("scimbridge-store-{}", uuid::Uuid::new_v4()));
         let path = dir.join("state.redb");
+        let rec = Record {
+            id: "g".into(),
+            app_id: "501".into(),
+            external_id: None,
+            created: "2026-01-01T00:00:00Z".into(),
+            last_modified: "2026-01-01T00:00:00Z".into(),
+            version: 1,
+            stored: Default::default(),
+        };
         {
             let s = RedbStore::open(&path).unwrap();
-            s.put("t", ResourceKind::Group, rec("g", "501", None)).await.unwrap();
+            s.put("t", ResourceKind::Group, rec).await.unwrap();
         }
         let s = RedbStore::open(&path).unwrap();
         assert_eq!(s.get("t", ResourceKind::Group, "g").await.unwrap().unwrap().app_id, "501");

@@ -1,0 +1,351 @@
+//! The shared store for replicas: Redis, through one multiplexed, self-reconnecting connection
+//! (`redis::aio::ConnectionManager`).
+//!
+//! Layout, per tenant under one hash tag so that a tenant's keys share a Redis Cluster slot and its
+//! scripts stay atomic there:
+//!
+//! ```text
+//! <prefix>:{<tenant>}:r:<Kind>:<id>        the record (JSON)
+//! <prefix>:{<tenant>}:x:<Kind>:<id>        the record's index keys (JSON list), for exact removal
+//! <prefix>:{<tenant>}:a:<Kind>:<app id>    → id
+//! <prefix>:{<tenant>}:e:<Kind>:<ext id>    → id
+//! <prefix>:{<tenant>}:s:<Kind>:<path>\x1f<lowercased value>  → id
+//! ```
+//!
+//! Index keys are computed here, in Rust, and written with the record by one Lua script, so the
+//! record and its indexes change together or not at all, and Unicode case folding is Rust's.
+//! Tenant ids are validated (`a-z 0-9 -`), so no tenant's keys overlap another's.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::{Record, Store, StoreError, StoreFuture};
+use crate::mapping::ResourceKind;
+
+/// Writes a record and its indexes unless another record holds its app id (then returns that
+/// record). KEYS: record, index list, app-id index. ARGV: id, record JSON, record key prefix,
+/// index list JSON.
+const PUT: &str = r"
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then
+  local held = redis.call('GET', ARGV[3] .. holder)
+  if held then return held end
+end
+local old = redis.call('GET', KEYS[2])
+if old then
+  for _, k in ipairs(cjson.decode(old)) do
+    if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+  end
+end
+for _, k in ipairs(cjson.decode(ARGV[4])) do redis.call('SET', k, ARGV[1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4])
+return false
+";
+
+/// Removes a record and the index keys that still point at it. KEYS: record, index list. ARGV: id.
+const DELETE: &str = r"
+local old = redis.call('GET', KEYS[2])
+if old then
+  for _, k in ipairs(cjson.decode(old)) do
+    if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+";
+
+/// Follows an index key to its record in one round trip. KEYS: index key. ARGV: record key prefix.
+const LOOKUP: &str = r"
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+return redis.call('GET', ARGV[1] .. id)
+";
+
+/// Where to reach Redis and how to name keys.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    pub url: String,
+    /// First part of every key, so several deployments can share one Redis.
+    pub prefix: String,
+    /// Timeout of each command; beyond it the request answers 503.
+    pub timeout: Duration,
+}
+
+/// The Redis-backed [`Store`].
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    put: Script,
+    delete: Script,
+    lookup: Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode(text: &str) -> Result<Record, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl RedisStore {
+    /// Connects; fails when Redis cannot be reached now (later outages are answered per request
+    /// and healed by reconnecting).
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2);
+        let conn = tokio::time::timeout(
+            config.timeout.max(Duration::from_secs(1)) * 3,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("connecting to Redis timed out".into()))?
+        .map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            prefix: config.prefix.clone(),
+            timeout: config.timeout,
+            put: Script::new(PUT),
+            delete: Script::new(DELETE),
+            lookup: Script::new(LOOKUP),
+        })
+    }
+
+    fn base(&self, tenant: &str) -> String {
+        format!("{}:{{{tenant}}}:", self.prefix)
+    }
+
+    fn record_prefix(&self, tenant: &str, kind: ResourceKind) -> String {
+        format!("{}r:{}:", self.base(tenant), kind.name())
+    }
+
+    fn key(&self, tenant: &str, part: &str, kind: ResourceKind, id: &str) -> String {
+        format!("{}{part}:{}:{id}", self.base(tenant), kind.name())
+    }
+
+    fn stored_key(&self, tenant: &str, kind: ResourceKind, path: &str, value: &str) -> String {
+        self.key(tenant, "s", kind, &format!("{path}\x1f{}", value.to_lowercase()))
+    }
+
+    /// Every index key of `r`.
+    fn index_keys(&self, tenant: &str, kind: ResourceKind, r: &Record) -> Vec<String> {
+        let mut keys = vec![self.key(tenant, "a", kind, &r.app_id)];
+        if let Some(e) = &r.external_id {
+            keys.push(self.key(tenant, "e", kind, e));
+        }
+        keys.extend(r.stored.iter().filter_map(|(p, v)| v.as_str().map(|s| self.stored_key(tenant, kind, p, s))));
+        keys
+    }
+
+    /// Runs one Redis operation within the command timeout.
+    async fn run<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(StoreError::Unavailable("Redis did not answer in time".into())),
+        }
+    }
+
+    async fn lookup_key(&self, tenant: &str, kind: ResourceKind, index_key: String) -> Result<Option<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let prefix = self.record_prefix(tenant, kind);
+        let mut inv = self.lookup.key(index_key);
+        inv.arg(prefix);
+        let found: Option<String> = self.run(inv.invoke_async(&mut conn)).await?;
+        found.as_deref().map(decode).transpose()
+    }
+
+    /// Writes `record` unless another record holds its app id; returns that holder.
+    async fn put_record(&self, tenant: &str, kind: ResourceKind, record: &Record) -> Result<Option<Record>, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let index = serde_json::to_string(&self.index_keys(tenant, kind, record))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut inv = self.put.key(self.key(tenant, "r", kind, &record.id));
+        inv.key(self.key(tenant, "x", kind, &record.id))
+            .key(self.key(tenant, "a", kind, &record.app_id))
+            .arg(&record.id)
+            .arg(json)
+            .arg(self.record_prefix(tenant, kind))
+            .arg(index);
+        let mut conn = self.conn.clone();
+        let holder: Option<String> = self.run(inv.invoke_async(&mut conn)).await?;
+        holder.as_deref().map(decode).transpose()
+    }
+
+    /// Deletes every key of `tenant` (all kinds); returns how many. For `tenant purge` and tests.
+    pub async fn purge(&self, tenant: &str) -> Result<u64, StoreError> {
+        let pattern = format!("{}*", self.base(tenant).replace('[', "\\[").replace('{', "\\{").replace('}', "\\}"));
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query_async(&mut conn))
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self.run(conn.del(&keys)).await?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let found: Option<String> = self.run(conn.get(self.key(tenant, "r", kind, id))).await?;
+            found.as_deref().map(decode).transpose()
+        })
+    }
+
+    fn by_app_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        app_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(self.lookup_key(tenant, kind, self.key(tenant, "a", kind, app_id)))
+    }
+
+    fn by_external_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        external_id: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(self.lookup_key(tenant, kind, self.key(tenant, "e", kind, external_id)))
+    }
+
+    fn by_stored<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        path: &'a str,
+        value: &'a str,
+    ) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(self.lookup_key(tenant, kind, self.stored_key(tenant, kind, path, value)))
+    }
+
+    fn adopt<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        app_ids: Vec<String>,
+        now: &'a str,
+    ) -> StoreFuture<'a, Vec<Record>> {
+        Box::pin(async move {
+            if app_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Known objects (the usual case) in two round trips, whatever the page size.
+            let mut conn = self.conn.clone();
+            let index: Vec<String> = app_ids.iter().map(|a| self.key(tenant, "a", kind, a)).collect();
+            let ids: Vec<Option<String>> = self.run(conn.mget(&index)).await?;
+            let record_keys: Vec<String> =
+                ids.iter().flatten().map(|id| format!("{}{id}", self.record_prefix(tenant, kind))).collect();
+            let mut records: Vec<Option<String>> =
+                if record_keys.is_empty() { Vec::new() } else { self.run(conn.mget(&record_keys)).await? };
+            records.reverse();
+            let mut out = Vec::with_capacity(app_ids.len());
+            for (app_id, id) in app_ids.iter().zip(&ids) {
+                let found = match id {
+                    Some(_) => records.pop().flatten().as_deref().map(decode).transpose()?,
+                    None => None,
+                };
+                let record = match found {
+                    Some(r) => r,
+                    None => {
+                        // New to the gateway: the PUT script creates it unless another replica just did.
+                        let fresh = Record {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            app_id: app_id.clone(),
+                            external_id: None,
+                            created: now.to_owned(),
+                            last_modified: now.to_owned(),
+                            version: 1,
+                            stored: Default::default(),
+                        };
+                        match self.put_record(tenant, kind, &fresh).await? {
+                            Some(holder) => holder,
+                            None => fresh,
+                        }
+                    }
+                };
+                out.push(record);
+            }
+            Ok(out)
+        })
+    }
+
+    fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move { self.put_record(tenant, kind, &record).await })
+    }
+
+    fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inv = self.delete.key(self.key(tenant, "r", kind, id));
+            inv.key(self.key(tenant, "x", kind, id)).arg(id);
+            let mut conn = self.conn.clone();
+            let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Redis the tests use: `SCIMBRIDGE_TEST_REDIS_URL`, else the local server CI starts.
+    fn config() -> RedisConfig {
+        RedisConfig {
+            url: std::env::var("SCIMBRIDGE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            prefix: format!("scimbridge-test-{}", uuid::Uuid::new_v4().simple()),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn behaves_as_every_store_must() {
+        let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
+        super::super::suite::run_all(&s, "t").await;
+        for case in ["a", "b", "c", "d", "e"] {
+            s.purge(&format!("t-{case}")).await.unwrap();
+            s.purge(&format!("t-{case}-other")).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_tagged_by_tenant_and_purged_whole() {
+        let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
+        s.adopt("acme", ResourceKind::User, vec!["1".into(), "2".into()], "now").await.unwrap();
+        s.adopt("acme-eu", ResourceKind::User, vec!["1".into()], "now").await.unwrap();
+        let mut conn = s.conn.clone();
+        let keys: Vec<String> = conn.keys(format!("{}:*", s.prefix)).await.unwrap();
+        assert!(keys.iter().all(|k| k.contains(":{acme}:") || k.contains(":{acme-eu}:")), "{keys:?}");
+        // Purging one tenant leaves its neighbour (whose id it prefixes) alone.
+        assert_eq!(s.purge("acme").await.unwrap(), 6);
+        assert!(s.by_app_id("acme", ResourceKind::User, "1").await.unwrap().is_none());
+        assert!(s.by_app_id("acme-eu", ResourceKind::User, "1").await.unwrap().is_some());
+        s.purge("acme-eu").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable_not_a_panic() {
+        let c = RedisConfig { url: "redis://127.0.0.1:1".into(), ..config() };
+        assert!(matches!(RedisStore::connect(&c).await, Err(StoreError::Unavailable(_))));
+    }
+}

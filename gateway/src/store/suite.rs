@@ -1,0 +1,93 @@
+//! The behaviour every [`Store`] must have, written once and run against each implementation
+//! (`redb` in memory, and Redis on a real server) by their own test modules.
+
+use super::{Record, Store};
+use crate::mapping::ResourceKind;
+
+fn rec(id: &str, app: &str, ext: Option<&str>) -> Record {
+    Record {
+        id: id.into(),
+        app_id: app.into(),
+        external_id: ext.map(Into::into),
+        created: "2026-01-01T00:00:00Z".into(),
+        last_modified: "2026-01-01T00:00:00Z".into(),
+        version: 1,
+        stored: Default::default(),
+    }
+}
+
+/// Records are found by id, app id and externalId, within their tenant and kind only.
+pub async fn put_get_lookup_delete(s: &dyn Store, t: &str) {
+    let other = format!("{t}-other");
+    assert!(s.put(t, ResourceKind::User, rec("a", "1001", Some("x"))).await.unwrap().is_none());
+    assert_eq!(s.get(t, ResourceKind::User, "a").await.unwrap().unwrap().app_id, "1001");
+    assert_eq!(s.by_app_id(t, ResourceKind::User, "1001").await.unwrap().unwrap().id, "a");
+    assert_eq!(s.by_external_id(t, ResourceKind::User, "x").await.unwrap().unwrap().id, "a");
+    // Tenants and kinds are isolated.
+    assert!(s.get(&other, ResourceKind::User, "a").await.unwrap().is_none());
+    assert!(s.by_app_id(&other, ResourceKind::User, "1001").await.unwrap().is_none());
+    assert!(s.by_app_id(t, ResourceKind::Group, "1001").await.unwrap().is_none());
+    // Changing externalId moves the index; the version is kept as written.
+    let mut changed = rec("a", "1001", Some("y"));
+    changed.version = 2;
+    s.put(t, ResourceKind::User, changed).await.unwrap();
+    assert!(s.by_external_id(t, ResourceKind::User, "x").await.unwrap().is_none());
+    assert_eq!(s.by_external_id(t, ResourceKind::User, "y").await.unwrap().unwrap().version, 2);
+    s.delete(t, ResourceKind::User, "a").await.unwrap();
+    assert!(s.get(t, ResourceKind::User, "a").await.unwrap().is_none());
+    assert!(s.by_app_id(t, ResourceKind::User, "1001").await.unwrap().is_none());
+    assert!(s.by_external_id(t, ResourceKind::User, "y").await.unwrap().is_none());
+    // Deleting what is absent is fine.
+    s.delete(t, ResourceKind::User, "a").await.unwrap();
+}
+
+/// Stored attributes are indexed case-insensitively (Unicode), and re-indexed on change.
+pub async fn stored_attributes_are_indexed_case_insensitively(s: &dyn Store, t: &str) {
+    let mut r = rec("a", "1", None);
+    r.stored.insert("userName".into(), serde_json::json!("Ädä@X"));
+    s.put(t, ResourceKind::User, r.clone()).await.unwrap();
+    assert_eq!(s.by_stored(t, ResourceKind::User, "userName", "äDÄ@x").await.unwrap().unwrap().id, "a");
+    assert!(s.by_stored(&format!("{t}-other"), ResourceKind::User, "userName", "ädä@x").await.unwrap().is_none());
+    r.stored.insert("userName".into(), serde_json::json!("bob@x"));
+    s.put(t, ResourceKind::User, r).await.unwrap();
+    assert!(s.by_stored(t, ResourceKind::User, "userName", "ädä@x").await.unwrap().is_none(), "old value unindexed");
+    s.delete(t, ResourceKind::User, "a").await.unwrap();
+    assert!(s.by_stored(t, ResourceKind::User, "userName", "bob@x").await.unwrap().is_none());
+}
+
+/// One app object has one record: a second is refused and the holder returned.
+pub async fn put_refuses_a_second_record_for_one_app_object(s: &dyn Store, t: &str) {
+    s.put(t, ResourceKind::User, rec("a", "7", None)).await.unwrap();
+    let holder = s.put(t, ResourceKind::User, rec("b", "7", None)).await.unwrap();
+    assert_eq!(holder.unwrap().id, "a");
+    assert!(s.get(t, ResourceKind::User, "b").await.unwrap().is_none());
+}
+
+/// Adopting names the same app objects with the same SCIM ids, in the order asked.
+pub async fn adopt_is_stable(s: &dyn Store, t: &str) {
+    let first = s.adopt(t, ResourceKind::User, vec!["1".into(), "2".into()], "now").await.unwrap();
+    let again = s.adopt(t, ResourceKind::User, vec!["2".into(), "3".into(), "1".into()], "later").await.unwrap();
+    assert_eq!(first[0].id, again[2].id);
+    assert_eq!(first[1].id, again[0].id);
+    assert_eq!(again[1].created, "later");
+    assert_eq!(s.by_app_id(t, ResourceKind::User, "3").await.unwrap().unwrap().id, again[1].id);
+    assert!(s.adopt(t, ResourceKind::User, Vec::new(), "now").await.unwrap().is_empty());
+}
+
+/// Concurrent adoptions of one app object agree on one SCIM id.
+pub async fn concurrent_adoption_agrees(s: &dyn Store, t: &str) {
+    let adopt = || s.adopt(t, ResourceKind::Group, vec!["501".into()], "now");
+    // Polled together, so they race inside the store.
+    let (a, b, c, d) = tokio::join!(adopt(), adopt(), adopt(), adopt());
+    let ids: Vec<String> = [a, b, c, d].into_iter().map(|r| r.unwrap()[0].id.clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+}
+
+/// Runs every case against `s`, each under its own tenant `<prefix>-<case>`.
+pub async fn run_all(s: &dyn Store, prefix: &str) {
+    put_get_lookup_delete(s, &format!("{prefix}-a")).await;
+    stored_attributes_are_indexed_case_insensitively(s, &format!("{prefix}-b")).await;
+    put_refuses_a_second_record_for_one_app_object(s, &format!("{prefix}-c")).await;
+    adopt_is_stable(s, &format!("{prefix}-d")).await;
+    concurrent_adoption_agrees(s, &format!("{prefix}-e")).await;
+}
