@@ -131,9 +131,11 @@ impl StoreArgs {
         if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
             anyhow::bail!("--store must be `embedded` or a redis:// or rediss:// URL");
         }
-        let config = RedisConfig { url: self.store.clone(), prefix: self.store_prefix.clone(), timeout: self.store_timeout };
+        let config =
+            RedisConfig { url: self.store.clone(), prefix: self.store_prefix.clone(), timeout: self.store_timeout };
         // The URL may carry a password: errors name the store, never the URL.
-        let store = RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
+        let store =
+            RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
         tracing::info!(prefix = %self.store_prefix, "state store: Redis");
         Ok(Arc::new(store))
     }

@@ -154,7 +154,12 @@ impl RedisStore {
         }
     }
 
-    async fn lookup_key(&self, tenant: &str, kind: ResourceKind, index_key: String) -> Result<Option<Record>, StoreError> {
+    async fn lookup_key(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        index_key: String,
+    ) -> Result<Option<Record>, StoreError> {
         let mut conn = self.conn.clone();
         let prefix = self.record_prefix(tenant, kind);
         let mut inv = self.lookup.key(index_key);
@@ -164,7 +169,12 @@ impl RedisStore {
     }
 
     /// Writes `record` unless another record holds its app id; returns that holder.
-    async fn put_record(&self, tenant: &str, kind: ResourceKind, record: &Record) -> Result<Option<Record>, StoreError> {
+    async fn put_record(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        record: &Record,
+    ) -> Result<Option<Record>, StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let index = serde_json::to_string(&self.index_keys(tenant, kind, record))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -188,7 +198,15 @@ impl RedisStore {
         let mut removed = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
-                .run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query_async(&mut conn))
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut conn),
+                )
                 .await?;
             if !keys.is_empty() {
                 let n: u64 = self.run(conn.del(&keys)).await?;
