@@ -344,6 +344,30 @@ impl Gateway {
         }
     }
 
+    /// `scimbridge serve` fronting an app the test keeps itself (several gateways may share it),
+    /// with extra arguments (e.g. a shared store).
+    pub fn serve_shared(config: &Path, data: &Path, app: &DemoApp, args: &[&str]) -> Self {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env("DEMO_APP_URL", &app.url)
+            .env("DEMO_APP_API_KEY", &app.api_key);
+        let logs = Logs::default();
+        let (proc, found) = Proc::start_logged(cmd, &["scimbridge listening on "], Some(logs.clone()));
+        Self {
+            proc,
+            logs,
+            url: found[0].clone(),
+            app: None,
+            app_url: app.url.clone(),
+            app_key: app.api_key.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Keeps `app` alive with this gateway (for gateways started with [`Gateway::serve_env`]).
     pub fn with_app(mut self, app: DemoApp) -> Self {
         self.app_url = app.url.clone();

@@ -1,0 +1,279 @@
+//! Replicas behind a load balancer: two `scimbridge serve` processes sharing one Redis store and
+//! one demo app, driven alternately and concurrently through the Entra lifecycle. Needs a Redis
+//! server (`SCIMBRIDGE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`; `.ci/run` starts one).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+fn redis_url() -> String {
+    std::env::var("SCIMBRIDGE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Two gateways on the demo tenant, sharing the app and a Redis store under a fresh prefix.
+struct Pair {
+    a: Gateway,
+    b: Gateway,
+    _app: DemoApp,
+    prefix: String,
+}
+
+impl Drop for Pair {
+    /// Leaves the shared Redis as it was found.
+    fn drop(&mut self) {
+        let script = format!(
+            "redis-cli -u '{0}' --scan --pattern '{1}:*' | xargs -r redis-cli -u '{0}' del",
+            redis_url(),
+            self.prefix
+        );
+        let _ = std::process::Command::new("sh").args(["-c", &script]).stdout(std::process::Stdio::null()).status();
+    }
+}
+
+fn pair() -> Pair {
+    let app = DemoApp::start();
+    let config = demo_config();
+    let prefix = format!("scimbridge-test-{}", uuid());
+    let url = redis_url();
+    let args = ["--store", url.as_str(), "--store-prefix", prefix.as_str()];
+    let a = Gateway::serve_shared(&config, &temp_dir("replica-a"), &app, &args);
+    let b = Gateway::serve_shared(&config, &temp_dir("replica-b"), &app, &args);
+    Pair { a, b, _app: app, prefix }
+}
+
+/// Operations of Entra's deactivation (the helpers wrap operations in a PatchOp body).
+fn active_false() -> serde_json::Value {
+    json!([{"op": "Replace", "path": "active", "value": "False"}])
+}
+
+#[tokio::test]
+async fn replicas_share_state_through_the_entra_lifecycle() {
+    let pair = pair();
+    let (a, b) = (&pair.a, &pair.b);
+    let created = a.entra_create_user("ada@example.com").await;
+    created.expect(201, "create on A");
+    let id = created.id();
+    let ext = created.body["externalId"].as_str().unwrap().to_owned();
+    // B knows the id, the externalId index and the version A wrote.
+    let on_b = b.get(&format!("/Users/{id}")).await;
+    on_b.expect(200, "read on B");
+    assert_eq!(on_b.body["userName"], "ada@example.com");
+    let by_ext = b.filter("Users", &format!("externalId eq \"{ext}\""), "").await;
+    assert_eq!(by_ext.resource_ids(), vec![id.clone()]);
+    b.patch_user(&id, active_false()).await.expect(200, "deactivate on B");
+    let on_a = a.get(&format!("/Users/{id}")).await;
+    assert_eq!(on_a.body["active"], false);
+    assert_eq!(on_a.etag().as_deref(), Some("W/\"2\""), "A sees B's version");
+    // Groups and members, alternating.
+    let grace = b.entra_create_user("grace@example.com").await;
+    grace.expect(201, "second user on B");
+    let group = b.entra_create_group("Engineering").await;
+    group.expect(201, "group on B");
+    let gid = group.id();
+    for (gw, uid) in [(&a, &id), (&b, &grace.id())] {
+        let add = json!([{"op": "Add", "path": "members", "value": [{"value": uid}]}]);
+        gw.patch_group(&gid, add).await.expect_one_of(&[200, 204], "member add");
+    }
+    let members = a.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(member_values(&members.body), sorted(&[id.clone(), grace.id()]));
+    let remove = json!([{"op": "Remove", "path": "members", "value": [{"value": id}]}]);
+    a.patch_group(&gid, remove).await.expect_one_of(&[200, 204], "member remove on A");
+    assert_eq!(member_values(&b.get(&format!("/Groups/{gid}")).await.body), vec![grace.id()]);
+    // Deleted on A is gone on B.
+    a.scim(Method::DELETE, &format!("/Users/{id}"), None).await.expect(204, "delete on A");
+    b.get(&format!("/Users/{id}")).await.expect(404, "deleted user on B");
+    assert_eq!(a.app_account_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creates_make_one_user_and_one_conflict() {
+    let pair = pair();
+    let (a, b) = (&pair.a, &pair.b);
+    for n in 0..10 {
+        let name = format!("race-{n}@example.com");
+        let (ra, rb) = tokio::join!(a.entra_create_user(&name), b.entra_create_user(&name));
+        let mut statuses = [ra.status.as_u16(), rb.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{name}: {:?} / {:?}", ra.body, rb.body);
+        assert_eq!(a.app_accounts(&name).await.len(), 1, "{name}: one account in the app");
+        // Both replicas name it with the same SCIM id.
+        let winner = if ra.status == 201 { ra.id() } else { rb.id() };
+        let filter = format!("userName eq \"{name}\"");
+        assert_eq!(a.filter("Users", &filter, "").await.resource_ids(), vec![winner.clone()]);
+        assert_eq!(b.filter("Users", &filter, "").await.resource_ids(), vec![winner]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_member_adds_lose_no_member() {
+    let pair = pair();
+    let (a, b) = (&pair.a, &pair.b);
+    let gid = a.entra_create_group("Racers").await.id();
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        ids.push(a.entra_create_user(&format!("member-{n}@example.com")).await.id());
+    }
+    let adds = ids.iter().enumerate().map(|(n, uid)| {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let body = json!([{"op": "Add", "path": "members", "value": [{"value": uid}]}]);
+        let gid = gid.as_str();
+        async move { gw.patch_group(gid, body).await }
+    });
+    for r in futures_all(adds).await {
+        r.expect_one_of(&[200, 204], "concurrent member add");
+    }
+    let members = b.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(member_values(&members.body), sorted(&ids), "every member kept");
+    assert_eq!(a.app_members("Racers").await.len(), ids.len());
+}
+
+/// Runs futures concurrently (all polled together) and returns their outputs in order.
+async fn futures_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in fs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in set.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_loses_no_acknowledged_write() {
+    let pair = pair();
+    let (a, b) = (&pair.a, &pair.b);
+    let a_url = a.url.clone();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, base) = (client.clone(), format!("{a_url}/demo/scim/v2/Users"));
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0.. {
+                    let body = json!({"schemas": [USER], "userName": format!("k{w}-{n}@example.com"), "active": true});
+                    let sent = client.post(&base).bearer_auth(TOKEN).json(&body).send().await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => {
+                            let v: serde_json::Value = r.json().await.unwrap_or_default();
+                            acked.push(v["id"].as_str().unwrap_or_default().to_owned());
+                        }
+                        Ok(_) => {}
+                        Err(_) => break, // the replica is gone
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.proc.signal("KILL");
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(acked.len() > 10, "the load was real: {} acknowledged creates", acked.len());
+    // Every acknowledged create is known to the surviving replica, which keeps serving.
+    for id in &acked {
+        b.get(&format!("/Users/{id}")).await.expect(200, "an acknowledged create, read on B");
+    }
+    b.entra_create_user("after-the-kill@example.com").await.expect(201, "B keeps serving");
+}
+
+/// A Redis server of this test's own, which it may stop and start again (same port, same data).
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = Self { port, dir: temp_dir("redis"), child: None };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/run)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_and_heals_without_a_restart() {
+    let mut redis = OwnRedis::start();
+    let app = DemoApp::start();
+    let url = redis.url();
+    let gw =
+        Gateway::serve_shared(&demo_config(), &temp_dir("outage"), &app, &["--store", &url, "--store-timeout", "1s"]);
+    let id = gw.entra_create_user("before@example.com").await.id();
+    redis.stop();
+    for what in ["read", "create"] {
+        let r = if what == "read" {
+            gw.get(&format!("/Users/{id}")).await
+        } else {
+            gw.entra_create_user("during@example.com").await
+        };
+        assert_eq!(r.status, 503, "{what} without Redis: {:?}", r.body);
+        assert_eq!(r.body["status"], "503", "a SCIM error: {:?}", r.body);
+        assert!(r.headers.get("retry-after").is_some(), "{what}: Retry-After");
+    }
+    redis.restart();
+    let mut healed = false;
+    for _ in 0..50 {
+        if gw.get(&format!("/Users/{id}")).await.status == 200 {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(healed, "the gateway did not recover when Redis came back");
+    gw.entra_create_user("after@example.com").await.expect(201, "writes work again");
+}
