@@ -84,6 +84,78 @@ enum Command {
     /// Bearer tokens for tenant files.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A tenant's state in a store: export, import, purge, or migrate it between stores.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Write every record of a tenant to standard output as JSON lines.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        at: StoreAt,
+    },
+    /// Read records written by `export` from standard input into the store.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        at: StoreAt,
+    },
+    /// Remove every record of a tenant from the store.
+    Purge {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        at: StoreAt,
+        /// Confirms the purge.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Copy a tenant's records from one store to another (`--from embedded --to redis://…`) and
+    /// verify the copy. Stop the gateways using the source first.
+    Migrate {
+        #[arg(long)]
+        tenant: String,
+        /// `embedded` or a Redis URL.
+        #[arg(long)]
+        from: String,
+        /// `embedded` or a Redis URL.
+        #[arg(long)]
+        to: String,
+        /// Directory holding `tenants/` and `mappings/`.
+        #[arg(long, default_value = ".")]
+        config: PathBuf,
+        /// The embedded store's directory (default: `<config>/data`).
+        #[arg(long, env = "SCIMBRIDGE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Redis key prefix, on either side.
+        #[arg(long, env = "SCIMBRIDGE_STORE_PREFIX", default_value = "scimbridge")]
+        store_prefix: String,
+    },
+}
+
+/// Which store a `tenant` command works on.
+#[derive(clap::Args)]
+struct StoreAt {
+    /// Directory holding `tenants/` and `mappings/`.
+    #[arg(long, default_value = ".")]
+    config: PathBuf,
+    /// The embedded store's directory (default: `<config>/data`).
+    #[arg(long, env = "SCIMBRIDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl StoreAt {
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| self.config.join("data"));
+        self.store.open(&data_dir).await
+    }
 }
 
 #[derive(clap::Args)]
@@ -124,21 +196,25 @@ struct StoreArgs {
 impl StoreArgs {
     /// Opens the chosen store.
     async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
-        if self.store == "embedded" {
-            let store = RedbStore::open(&data_dir.join("scimbridge.redb")).context("open the embedded store")?;
-            return Ok(Arc::new(store));
-        }
-        if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
-            anyhow::bail!("--store must be `embedded` or a redis:// or rediss:// URL");
-        }
-        let config =
-            RedisConfig { url: self.store.clone(), prefix: self.store_prefix.clone(), timeout: self.store_timeout };
-        // The URL may carry a password: errors name the store, never the URL.
-        let store =
-            RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
-        tracing::info!(prefix = %self.store_prefix, "state store: Redis");
-        Ok(Arc::new(store))
+        open_store(&self.store, &self.store_prefix, self.store_timeout, data_dir).await
     }
+}
+
+/// Opens a store named as `--store` names it: `embedded` (under `data_dir`) or a Redis URL.
+async fn open_store(spec: &str, prefix: &str, timeout: Duration, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    if spec == "embedded" {
+        let path = data_dir.join("scimbridge.redb");
+        let store = RedbStore::open(&path).with_context(|| format!("open the embedded store {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    if !(spec.starts_with("redis://") || spec.starts_with("rediss://")) {
+        anyhow::bail!("a store is `embedded` or a redis:// or rediss:// URL");
+    }
+    let config = RedisConfig { url: spec.to_owned(), prefix: prefix.to_owned(), timeout };
+    // The URL may carry a password: errors name the store, never the URL.
+    let store = RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
+    tracing::info!(prefix = %prefix, "state store: Redis");
+    Ok(Arc::new(store))
 }
 
 /// TLS and connection limits of `serve`'s listener (docs/operations.md, "Listener").
@@ -286,6 +362,7 @@ async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(t) => token(t),
+        Command::Tenant(t) => tenant_state(t).await,
     }
 }
 
@@ -571,6 +648,111 @@ fn rotate(config: &Path, tenant: &str, label: &str, retire_in: Option<&str>) -> 
         "a running gateway loads the change within seconds (or at once on SIGHUP); run `scimbridge check` to confirm"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of an export.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExportHeader {
+    scimbridge_export: u32,
+    tenant: String,
+    records: usize,
+}
+
+/// One record of an export.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExportLine {
+    kind: String,
+    record: scimbridge::store::Record,
+}
+
+async fn tenant_state(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+    use scimbridge::mapping::ResourceKind;
+    use std::io::{BufRead, Write};
+    let check = |t: &str| scimbridge::tenant::validate_id(t).map_err(anyhow::Error::msg);
+    match cmd {
+        TenantCommand::Export { tenant, at } => {
+            check(&tenant)?;
+            let all = at.open().await?.scan(&tenant).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let header = ExportHeader { scimbridge_export: 1, tenant: tenant.clone(), records: all.len() };
+            writeln!(out, "{}", serde_json::to_string(&header)?)?;
+            for (kind, record) in all {
+                writeln!(out, "{}", serde_json::to_string(&ExportLine { kind: kind.name().to_owned(), record })?)?;
+            }
+            out.flush()?;
+        }
+        TenantCommand::Import { tenant, at } => {
+            check(&tenant)?;
+            let mut lines = std::io::stdin().lock().lines();
+            let first = lines.next().context("the export is empty")??;
+            let header: ExportHeader = serde_json::from_str(&first).context("not a scimbridge export")?;
+            if header.scimbridge_export != 1 {
+                anyhow::bail!("export format {} is not supported", header.scimbridge_export);
+            }
+            let mut records = Vec::with_capacity(header.records);
+            for (n, line) in lines.enumerate() {
+                let line: ExportLine = serde_json::from_str(&line?).with_context(|| format!("record {}", n + 1))?;
+                let kind = ResourceKind::from_name(&line.kind).with_context(|| format!("record {}: kind", n + 1))?;
+                records.push((kind, line.record));
+            }
+            if records.len() != header.records {
+                anyhow::bail!("the export promises {} records and holds {}: truncated?", header.records, records.len());
+            }
+            let store = at.open().await?;
+            let n = copy_records(store.as_ref(), &tenant, records).await?;
+            eprintln!("imported {n} records of tenant `{tenant}` (exported from `{}`)", header.tenant);
+        }
+        TenantCommand::Purge { tenant, at, yes } => {
+            check(&tenant)?;
+            if !yes {
+                anyhow::bail!("purging removes every id mapping of `{tenant}`; add --yes to confirm");
+            }
+            let n = scimbridge::store::purge(at.open().await?.as_ref(), &tenant).await?;
+            eprintln!("purged {n} records of tenant `{tenant}`");
+        }
+        TenantCommand::Migrate { tenant, from, to, config, data_dir, store_prefix } => {
+            check(&tenant)?;
+            if from == to {
+                anyhow::bail!("--from and --to name the same store");
+            }
+            let data_dir = data_dir.unwrap_or_else(|| config.join("data"));
+            let timeout = Duration::from_secs(5);
+            let source = open_store(&from, &store_prefix, timeout, &data_dir).await?;
+            let target = open_store(&to, &store_prefix, timeout, &data_dir).await?;
+            let records = source.scan(&tenant).await?;
+            let wanted: std::collections::BTreeSet<(ResourceKind, String, String, u64)> =
+                records.iter().map(|(k, r)| (*k, r.id.clone(), r.app_id.clone(), r.version)).collect();
+            let n = copy_records(target.as_ref(), &tenant, records).await?;
+            let copied: std::collections::BTreeSet<(ResourceKind, String, String, u64)> =
+                target.scan(&tenant).await?.into_iter().map(|(k, r)| (k, r.id, r.app_id, r.version)).collect();
+            if !wanted.is_subset(&copied) {
+                anyhow::bail!("the copy does not hold every record; the source is unchanged");
+            }
+            eprintln!("migrated {n} records of tenant `{tenant}`; verified; the source is unchanged");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Puts records into a store; a record whose app object another record already holds is an error.
+async fn copy_records(
+    store: &dyn Store,
+    tenant: &str,
+    records: Vec<(scimbridge::mapping::ResourceKind, scimbridge::store::Record)>,
+) -> anyhow::Result<usize> {
+    let n = records.len();
+    for (kind, record) in records {
+        if let Some(holder) = store.put(tenant, kind, record.clone()).await? {
+            anyhow::bail!(
+                "{} `{}`: its app object {} is already held by `{}` in the target store",
+                kind.name(),
+                record.id,
+                record.app_id,
+                holder.id
+            );
+        }
+    }
+    Ok(n)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -106,4 +106,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the record and its indexes; absent is fine.
     fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Every record of a tenant, by kind and id. For export and migration only: never on a
+    /// request's path.
+    fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>>;
+}
+
+/// Removes every record of a tenant; returns how many.
+pub async fn purge(store: &dyn Store, tenant: &str) -> Result<usize, StoreError> {
+    let all = store.scan(tenant).await?;
+    for (kind, r) in &all {
+        store.delete(tenant, *kind, &r.id).await?;
+    }
+    Ok(all.len())
 }

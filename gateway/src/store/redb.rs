@@ -310,6 +310,24 @@ impl Store for RedbStore {
             Ok(())
         })
     }
+
+    fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>> {
+        // Keys are `tenant \x1f kind \x1f id` and tenant ids are `a-z 0-9 -`: the tenant's keys are
+        // exactly those from `tenant\x1f` up to (not including) `tenant\x20`.
+        let (start, end) = (format!("{tenant}\x1f"), format!("{tenant}\x20"));
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let records = tx.open_table(RECORDS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in records.range(start.as_str()..end.as_str()).map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let kind = k.value().split('\x1f').nth(1).and_then(ResourceKind::from_name);
+                let kind = kind.ok_or_else(|| StoreError::Corrupt(format!("key `{}`", k.value())))?;
+                out.push((kind, decode(v.value())?));
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]

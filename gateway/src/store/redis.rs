@@ -190,12 +190,12 @@ impl RedisStore {
         holder.as_deref().map(decode).transpose()
     }
 
-    /// Deletes every key of `tenant` (all kinds); returns how many. For `tenant purge` and tests.
-    pub async fn purge(&self, tenant: &str) -> Result<u64, StoreError> {
-        let pattern = format!("{}*", self.base(tenant).replace('[', "\\[").replace('{', "\\{").replace('}', "\\}"));
+    /// Every key of `tenant` matching `<base><part>*`, by SCAN (never KEYS, which blocks Redis).
+    async fn keys_of(&self, tenant: &str, part: &str) -> Result<Vec<String>, StoreError> {
+        let base = self.base(tenant).replace('[', "\\[").replace('{', "\\{").replace('}', "\\}");
+        let pattern = format!("{base}{part}*");
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
+        let (mut cursor, mut out): (u64, Vec<String>) = (0, Vec::new());
         loop {
             let (next, keys): (u64, Vec<String>) = self
                 .run(
@@ -208,15 +208,25 @@ impl RedisStore {
                         .query_async(&mut conn),
                 )
                 .await?;
-            if !keys.is_empty() {
-                let n: u64 = self.run(conn.del(&keys)).await?;
-                removed += n;
-            }
+            out.extend(keys);
             if next == 0 {
-                return Ok(removed);
+                return Ok(out);
             }
             cursor = next;
         }
+    }
+
+    /// Deletes every key of `tenant`, indexes included; returns how many keys. Tests use it to
+    /// clean up; `tenant purge` goes through records.
+    pub async fn purge_keys(&self, tenant: &str) -> Result<u64, StoreError> {
+        let keys = self.keys_of(tenant, "").await?;
+        let mut conn = self.conn.clone();
+        let mut removed = 0;
+        for chunk in keys.chunks(500) {
+            let n: u64 = self.run(conn.del(chunk)).await?;
+            removed += n;
+        }
+        Ok(removed)
     }
 }
 
@@ -321,6 +331,25 @@ impl Store for RedisStore {
             Ok(())
         })
     }
+
+    fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>> {
+        Box::pin(async move {
+            let keys = self.keys_of(tenant, "r:").await?;
+            let mut conn = self.conn.clone();
+            let mut out = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(500) {
+                let values: Vec<Option<String>> = self.run(conn.mget(chunk)).await?;
+                for (key, value) in chunk.iter().zip(values) {
+                    // Deleted between SCAN and MGET: nothing to export.
+                    let Some(text) = value else { continue };
+                    let kind = key.rsplit(':').nth(1).and_then(ResourceKind::from_name);
+                    let kind = kind.ok_or_else(|| StoreError::Corrupt(format!("key `{key}`")))?;
+                    out.push((kind, decode(&text)?));
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -340,9 +369,9 @@ mod tests {
     async fn behaves_as_every_store_must() {
         let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
         super::super::suite::run_all(&s, "t").await;
-        for case in ["a", "b", "c", "d", "e"] {
-            s.purge(&format!("t-{case}")).await.unwrap();
-            s.purge(&format!("t-{case}-other")).await.unwrap();
+        for case in ["a", "b", "c", "d", "e", "f"] {
+            s.purge_keys(&format!("t-{case}")).await.unwrap();
+            s.purge_keys(&format!("t-{case}-other")).await.unwrap();
         }
     }
 
@@ -355,10 +384,10 @@ mod tests {
         let keys: Vec<String> = conn.keys(format!("{}:*", s.prefix)).await.unwrap();
         assert!(keys.iter().all(|k| k.contains(":{acme}:") || k.contains(":{acme-eu}:")), "{keys:?}");
         // Purging one tenant leaves its neighbour (whose id it prefixes) alone.
-        assert_eq!(s.purge("acme").await.unwrap(), 6);
+        assert_eq!(s.purge_keys("acme").await.unwrap(), 6);
         assert!(s.by_app_id("acme", ResourceKind::User, "1").await.unwrap().is_none());
         assert!(s.by_app_id("acme-eu", ResourceKind::User, "1").await.unwrap().is_some());
-        s.purge("acme-eu").await.unwrap();
+        s.purge_keys("acme-eu").await.unwrap();
     }
 
     #[tokio::test]

@@ -83,6 +83,22 @@ pub async fn concurrent_adoption_agrees(s: &dyn Store, t: &str) {
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 }
 
+/// A tenant's records can be listed whole (export) and removed whole (purge), leaving others.
+pub async fn scan_and_purge_a_whole_tenant(s: &dyn Store, t: &str) {
+    let neighbour = format!("{t}x"); // shares the prefix: must not be caught
+    s.put(t, ResourceKind::User, rec("u1", "1", Some("e1"))).await.unwrap();
+    s.put(t, ResourceKind::Group, rec("g1", "501", None)).await.unwrap();
+    s.put(&neighbour, ResourceKind::User, rec("n1", "1", None)).await.unwrap();
+    let mut all: Vec<(ResourceKind, String)> = s.scan(t).await.unwrap().into_iter().map(|(k, r)| (k, r.id)).collect();
+    all.sort();
+    assert_eq!(all, [(ResourceKind::User, "u1".to_owned()), (ResourceKind::Group, "g1".to_owned())]);
+    assert_eq!(super::purge(s, t).await.unwrap(), 2);
+    assert!(s.scan(t).await.unwrap().is_empty());
+    assert!(s.by_external_id(t, ResourceKind::User, "e1").await.unwrap().is_none(), "indexes go too");
+    assert_eq!(s.scan(&neighbour).await.unwrap().len(), 1);
+    super::purge(s, &neighbour).await.unwrap();
+}
+
 /// Runs every case against `s`, each under its own tenant `<prefix>-<case>`.
 pub async fn run_all(s: &dyn Store, prefix: &str) {
     put_get_lookup_delete(s, &format!("{prefix}-a")).await;
@@ -90,4 +106,5 @@ pub async fn run_all(s: &dyn Store, prefix: &str) {
     put_refuses_a_second_record_for_one_app_object(s, &format!("{prefix}-c")).await;
     adopt_is_stable(s, &format!("{prefix}-d")).await;
     concurrent_adoption_agrees(s, &format!("{prefix}-e")).await;
+    scan_and_purge_a_whole_tenant(s, &format!("{prefix}-f")).await;
 }
