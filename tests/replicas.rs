@@ -35,8 +35,16 @@ impl Drop for Pair {
 }
 
 fn pair() -> Pair {
+    pair_with("")
+}
+
+/// [`pair`] with extra top-level lines in the demo tenant's file.
+fn pair_with(tenant_extra: &str) -> Pair {
     let app = DemoApp::start();
     let config = demo_config();
+    let tenant = config.join("tenants/demo.yaml");
+    let text = std::fs::read_to_string(&tenant).unwrap();
+    std::fs::write(&tenant, format!("{text}{tenant_extra}")).unwrap();
     let prefix = format!("scimbridge-test-{}", uuid());
     let url = redis_url();
     let args = ["--store", url.as_str(), "--store-prefix", prefix.as_str()];
@@ -276,4 +284,43 @@ async fn a_redis_outage_answers_503_and_heals_without_a_restart() {
     }
     assert!(healed, "the gateway did not recover when Redis came back");
     gw.entra_create_user("after@example.com").await.expect(201, "writes work again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_together_hold_the_tenants_rate() {
+    let pair = pair_with("limits:\n  tenant: { per_second: 20, burst: 10 }\n");
+    let client = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    let until = start + Duration::from_secs(3);
+    let clients: Vec<_> = [&pair.a, &pair.b, &pair.a, &pair.b]
+        .iter()
+        .map(|gw| {
+            let (client, url) = (client.clone(), format!("{}/ServiceProviderConfig", gw.base()));
+            tokio::spawn(async move {
+                let (mut ok, mut limited) = (0u32, 0u32);
+                while std::time::Instant::now() < until {
+                    let r = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+                    match r.status().as_u16() {
+                        200 => ok += 1,
+                        429 => {
+                            assert!(r.headers().contains_key("retry-after"));
+                            limited += 1;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for c in clients {
+        let (o, l) = c.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    let expected = 10.0 + 20.0 * start.elapsed().as_secs_f64();
+    let off = (f64::from(ok) - expected).abs() / expected;
+    assert!(limited > 0, "the clients pushed past the limit");
+    assert!(off <= 0.10, "admitted {ok} across both replicas, expected {expected:.0} (off by {:.1}%)", off * 100.0);
 }

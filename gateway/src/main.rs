@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use scimbridge::config;
 use scimbridge::config::duration::{parse_duration, parse_nonzero_duration};
 use scimbridge::provision::Provisioner;
+use scimbridge::ratelimit::SharedLimiter;
 use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES};
 use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
@@ -198,6 +199,18 @@ impl StoreArgs {
     async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
         open_store(&self.store, &self.store_prefix, self.store_timeout, data_dir).await
     }
+
+    /// Opens the chosen store, and with Redis also the rate limits all replicas share.
+    async fn open_with_limits(
+        &self,
+        data_dir: &Path,
+    ) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>)> {
+        if self.store == "embedded" {
+            return Ok((self.open(data_dir).await?, None));
+        }
+        let redis = Arc::new(connect_redis(&self.store, &self.store_prefix, self.store_timeout).await?);
+        Ok((redis.clone(), Some(redis)))
+    }
 }
 
 /// Opens a store named as `--store` names it: `embedded` (under `data_dir`) or a Redis URL.
@@ -207,14 +220,18 @@ async fn open_store(spec: &str, prefix: &str, timeout: Duration, data_dir: &Path
         let store = RedbStore::open(&path).with_context(|| format!("open the embedded store {}", path.display()))?;
         return Ok(Arc::new(store));
     }
-    if !(spec.starts_with("redis://") || spec.starts_with("rediss://")) {
+    Ok(Arc::new(connect_redis(spec, prefix, timeout).await?))
+}
+
+async fn connect_redis(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<RedisStore> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         anyhow::bail!("a store is `embedded` or a redis:// or rediss:// URL");
     }
-    let config = RedisConfig { url: spec.to_owned(), prefix: prefix.to_owned(), timeout };
+    let config = RedisConfig { url: url.to_owned(), prefix: prefix.to_owned(), timeout };
     // The URL may carry a password: errors name the store, never the URL.
     let store = RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
     tracing::info!(prefix = %prefix, "state store: Redis");
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// TLS and connection limits of `serve`'s listener (docs/operations.md, "Listener").
@@ -405,10 +422,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
-    let store = args.store.open(&data_dir).await?;
+    let (store, shared) = args.store.open_with_limits(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
     let front = Front { listener, cert, limits: args.listener.limits() };
-    run_gateway(registry, store, front, args.public_url, Some(args.config)).await?;
+    run_gateway(registry, (store, shared), front, args.public_url, Some(args.config)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -421,7 +438,7 @@ struct Front {
 
 async fn run_gateway(
     registry: Registry,
-    store: Arc<dyn Store>,
+    (store, shared_limits): (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>),
     front: Front,
     public_url: Option<String>,
     watch: Option<PathBuf>,
@@ -433,6 +450,7 @@ async fn run_gateway(
         registry: Arc::new(ArcSwap::from_pointee(registry)),
         provisioner: Arc::new(Provisioner::new(store, &public_url)),
         limits: Limits::default(),
+        shared_limits,
     };
     let every = Duration::from_secs(2);
     if let Some(dir) = watch {
@@ -494,7 +512,7 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
     println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
     let front = Front { listener, cert: None, limits: ConnectionLimits::default() };
-    run_gateway(registry, Arc::new(store), front, None, None).await?;
+    run_gateway(registry, (Arc::new(store), None), front, None, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)
 }

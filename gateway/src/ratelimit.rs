@@ -1,9 +1,15 @@
 //! Inbound rate limits per tenant and per token (governor's GCRA), checked right after
 //! authentication. Exceeding one answers 429 with `Retry-After`, so a well-behaved client (and
 //! Entra's per-job back-off) slows down instead of failing.
+//!
+//! With replicas, a [`SharedLimiter`] (Redis) holds the same quotas across all of them; the local
+//! limiters stay in front, so a replica is still protected when the shared one is unreachable
+//! (then the request is admitted by the local tier alone, and that is logged).
 
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -63,6 +69,37 @@ impl RateLimits {
         }
         if let Some(l) = &self.tenant {
             l.check().map_err(|n| n.wait_time_from(now))?;
+        }
+        Ok(())
+    }
+}
+
+/// A boxed future of a shared check.
+pub type SharedFuture<'a> = Pin<Box<dyn Future<Output = Result<Result<(), Duration>, String>> + Send + 'a>>;
+
+/// A quota held across replicas: admits one request under `key` at `per_second` with `burst`, or
+/// says how long to wait; `Err` when the shared state cannot be reached.
+pub trait SharedLimiter: Send + Sync {
+    /// Admits one request, or says how long to wait.
+    fn admit<'a>(&'a self, tenant: &'a str, key: &'a str, per_second: u32, burst: u32) -> SharedFuture<'a>;
+}
+
+impl RateLimits {
+    /// The shared tier: the same quotas, counted across every replica.
+    pub async fn check_shared(&self, shared: &dyn SharedLimiter, tenant: &str, token: &str) -> Result<(), Duration> {
+        let quotas = [
+            self.spec.per_token.as_ref().map(|q| (format!("tok:{token}"), q)),
+            self.spec.tenant.as_ref().map(|q| ("all".to_owned(), q)),
+        ];
+        for (key, q) in quotas.into_iter().flatten() {
+            match shared.admit(tenant, &key, q.per_second, q.burst.unwrap_or(q.per_second)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(wait)) => return Err(wait),
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "shared rate limit unreachable; the local limit alone applies");
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }

@@ -60,10 +60,19 @@ where
             tracing::info!(tenant = %tenant.id, reason = why.reason(), detail = %why, "request refused");
             unauthorized()
         })?;
-        if let Err(wait) = tenant.limits.check(&principal.label) {
+        if let Err(wait) = admit(&app, &tenant, &principal.label).await {
             return Err(too_many_requests(wait));
         }
         Ok(Self { tenant, principal })
+    }
+}
+
+/// Checks the tenant's rate limits for `key`: this process's, then the replicas' shared ones.
+pub async fn admit(app: &AppState, tenant: &Tenant, key: &str) -> Result<(), std::time::Duration> {
+    tenant.limits.check(key)?;
+    match &app.shared_limits {
+        Some(shared) => tenant.limits.check_shared(shared.as_ref(), &tenant.id, key).await,
+        None => Ok(()),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct AppState {
     pub registry: Arc<ArcSwap<Registry>>,
     pub provisioner: Arc<Provisioner>,
     pub limits: Limits,
+    /// Rate limits counted across replicas (Redis), in addition to each process's own.
+    pub shared_limits: Option<Arc<dyn crate::ratelimit::SharedLimiter>>,
 }
 
 /// The gateway's routes.

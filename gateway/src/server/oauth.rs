@@ -93,7 +93,7 @@ pub async fn token(
     let Some(issuer) = tenant.auth.issuer.as_ref() else {
         return invalid_client();
     };
-    if let Err(wait) = tenant.limits.check(LIMIT_KEY) {
+    if let Err(wait) = super::extract::admit(&app, &tenant, LIMIT_KEY).await {
         return too_many_requests(wait);
     }
     match issuer.issue(&client_id, &secret, auth::now()) {

@@ -64,6 +64,22 @@ if not id then return false end
 return redis.call('GET', ARGV[1] .. id)
 ";
 
+/// GCRA on Redis's own clock (so replicas with skewed clocks agree). KEYS: the quota's key.
+/// ARGV: emission interval and burst tolerance, in microseconds. Returns 0 (admitted) or the
+/// wait in microseconds.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local allow_at = tat + interval - tolerance
+if now < allow_at then return math.ceil(allow_at - now) end
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil(tolerance / 1000) + 1000)
+return 0
+";
+
 /// Where to reach Redis and how to name keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -84,6 +100,7 @@ pub struct RedisStore {
     put: Script,
     delete: Script,
     lookup: Script,
+    gcra: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -117,6 +134,7 @@ impl RedisStore {
             put: Script::new(PUT),
             delete: Script::new(DELETE),
             lookup: Script::new(LOOKUP),
+            gcra: Script::new(GCRA),
         })
     }
 
@@ -227,6 +245,26 @@ impl RedisStore {
             removed += n;
         }
         Ok(removed)
+    }
+}
+
+impl crate::ratelimit::SharedLimiter for RedisStore {
+    fn admit<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        per_second: u32,
+        burst: u32,
+    ) -> crate::ratelimit::SharedFuture<'a> {
+        Box::pin(async move {
+            let interval = 1_000_000 / u64::from(per_second.max(1));
+            let tolerance = interval * u64::from(burst.max(1));
+            let mut inv = self.gcra.key(format!("{}rl:{key}", self.base(tenant)));
+            inv.arg(interval).arg(tolerance);
+            let mut conn = self.conn.clone();
+            let wait_us: u64 = self.run(inv.invoke_async(&mut conn)).await.map_err(|e| e.to_string())?;
+            Ok(if wait_us == 0 { Ok(()) } else { Err(Duration::from_micros(wait_us)) })
+        })
     }
 }
 
@@ -388,6 +426,21 @@ mod tests {
         assert!(s.by_app_id("acme", ResourceKind::User, "1").await.unwrap().is_none());
         assert!(s.by_app_id("acme-eu", ResourceKind::User, "1").await.unwrap().is_some());
         s.purge_keys("acme-eu").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_shared_limit_admits_the_burst_then_the_rate() {
+        use crate::ratelimit::SharedLimiter;
+        let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
+        for _ in 0..3 {
+            assert_eq!(s.admit("t", "all", 2, 3).await, Ok(Ok(())));
+        }
+        let wait = s.admit("t", "all", 2, 3).await.unwrap().unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
+        assert_eq!(s.admit("t", "other", 2, 3).await, Ok(Ok(())), "keys are separate quotas");
+        tokio::time::sleep(wait).await;
+        assert_eq!(s.admit("t", "all", 2, 3).await, Ok(Ok(())), "admitted again after the wait");
+        s.purge_keys("t").await.unwrap();
     }
 
     #[tokio::test]
