@@ -40,8 +40,37 @@ fn pair() -> Pair {
 
 /// [`pair`] with extra top-level lines in the demo tenant's file.
 fn pair_with(tenant_extra: &str) -> Pair {
-    let app = DemoApp::start();
+    pair_on(demo_config(), tenant_extra)
+}
+
+/// A config where the gateway keeps `userName` itself (`stored: true`, as for an app without a
+/// login) and the app's unique `login` holds the `externalId`: only the gateway can keep two
+/// creates of one userName from both succeeding.
+fn stored_user_name_config() -> std::path::PathBuf {
     let config = demo_config();
+    let m = config.join("mappings/demo-app.yaml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let swaps = [
+        (
+            "      - scim: userName\n        app: /login\n        required: true\n      - scim: externalId\n        app: /ext_ref\n",
+            "      - scim: userName\n        stored: true\n      - scim: externalId\n        app: /login\n        required: true\n",
+        ),
+        (
+            "          userName: { query: { login: \"{{ value }}\" } }\n          externalId: { query: { ext_ref: \"{{ value }}\" } }\n",
+            "          externalId: { query: { login: \"{{ value }}\" } }\n",
+        ),
+    ];
+    let mut text = text;
+    for (from, to) in swaps {
+        assert!(text.contains(from), "the demo mapping changed: {from}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&m, text).unwrap();
+    config
+}
+
+fn pair_on(config: std::path::PathBuf, tenant_extra: &str) -> Pair {
+    let app = DemoApp::start();
     let tenant = config.join("tenants/demo.yaml");
     let text = std::fs::read_to_string(&tenant).unwrap();
     std::fs::write(&tenant, format!("{text}{tenant_extra}")).unwrap();
@@ -323,4 +352,22 @@ async fn two_replicas_together_hold_the_tenants_rate() {
     let off = (f64::from(ok) - expected).abs() / expected;
     assert!(limited > 0, "the clients pushed past the limit");
     assert!(off <= 0.10, "admitted {ok} across both replicas, expected {expected:.0} (off by {:.1}%)", off * 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creates_of_a_name_only_the_gateway_keeps_make_one_user() {
+    let pair = pair_on(stored_user_name_config(), "");
+    let (a, b) = (&pair.a, &pair.b);
+    for n in 0..10 {
+        let name = format!("kept-{n}@example.com");
+        let body = |ext: &str| json!({"schemas": [USER], "userName": name, "externalId": ext, "active": true});
+        let (ra, rb) = tokio::join!(
+            a.scim(Method::POST, "/Users", Some(body(&format!("ext-a-{n}")))),
+            b.scim(Method::POST, "/Users", Some(body(&format!("ext-b-{n}"))))
+        );
+        let mut statuses = [ra.status.as_u16(), rb.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{name}: {:?} / {:?}", ra.body, rb.body);
+        assert_eq!(a.app_account_count().await, n + 1, "{name}: exactly one account more in the app");
+    }
 }

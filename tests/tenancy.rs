@@ -469,3 +469,24 @@ async fn reloads_under_load_lose_no_request() {
         assert_eq!(gw.app_accounts(name).await.len(), 1, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_create_whose_object_a_list_adopted_first_keeps_that_id() {
+    // The app commits the account at once and answers half a second later; a list in between
+    // gives the new account a SCIM id first.
+    let gw =
+        Gateway::serve(&two_tenant_config(), &temp_dir("data"), DemoApp::start_with(&["--create-delay-ms", "500"]));
+    let create = gw.entra_create_user("adopted@example.com");
+    let list = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        gw.filter("Users", "userName eq \"adopted@example.com\"", "").await
+    };
+    let (created, listed) = tokio::join!(create, list);
+    assert_eq!(listed.total(), 1, "the list saw the committed account: {:?}", listed.body);
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.id(), listed.resource_ids()[0], "one SCIM id for one app object");
+    // What only the create knew is recorded too.
+    let ext = created.body["externalId"].as_str().unwrap().to_owned();
+    let by_ext = gw.filter("Users", &format!("externalId eq \"{ext}\""), "").await;
+    assert_eq!(by_ext.resource_ids(), vec![created.id()]);
+}

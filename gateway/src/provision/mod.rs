@@ -74,6 +74,12 @@ pub struct Ops<'a> {
     scope: Option<&'a crate::tenant::scope::Scope>,
 }
 
+/// Longest a create may hold the lock of its name (beyond the 60 s request timeout, a dead
+/// holder's lock frees itself).
+const CREATE_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(90);
+/// Longest a create waits for another create of the same name.
+const CREATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
@@ -297,6 +303,60 @@ impl<'a> Ops<'a> {
         let input = resource::normalize(body, &self.rm.schema)?;
         log_ignored(&input.ignored, &what);
         let scim = input.resource;
+        // Where the gateway itself keeps a unique name, check-then-create must not interleave with
+        // another create of that name, in this process or another replica.
+        let names = self.stored_unique_names(&scim);
+        let mut held = Vec::with_capacity(names.len());
+        for name in &names {
+            match self.p.store.lock(&self.tenant.id, name, CREATE_LOCK_TTL, CREATE_LOCK_WAIT).await {
+                Ok(Some(token)) => held.push((name, token)),
+                Ok(None) => {
+                    self.unlock_all(held).await;
+                    return Err(ScimError::status(503, format!("{what}: another create of this name is in progress"))
+                        .with_retry_after(std::time::Duration::from_secs(1)));
+                }
+                Err(e) => {
+                    self.unlock_all(held).await;
+                    return Err(store_error(e));
+                }
+            }
+        }
+        let result = self.create_checked(scim, &what).await;
+        self.unlock_all(held).await;
+        result
+    }
+
+    /// Lock names for the unique attributes the gateway keeps itself, case-folded and sorted (so
+    /// two creates never wait for each other in opposite orders).
+    fn stored_unique_names(&self, scim: &Value) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .rm
+            .attributes
+            .iter()
+            .filter(|a| a.stored)
+            .filter_map(|a| a.target.as_ref())
+            .filter(|t| t.attribute.uniqueness != crate::scim::schema::Uniqueness::None)
+            .filter_map(|t| {
+                let v = transform::read_target(scim, t)?.as_str()?;
+                Some(format!("create:{}:{}={}", self.kind.name(), transform::display_target(t), v.to_lowercase()))
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    async fn unlock_all(&self, held: Vec<(&String, crate::store::LockToken)>) {
+        for (name, token) in held {
+            if let Err(e) = self.p.store.unlock(&self.tenant.id, name, token).await {
+                // It expires by itself; until then, creates of this name wait.
+                tracing::warn!(tenant = %self.tenant.id, error = %e, "cannot release a create lock");
+            }
+        }
+    }
+
+    async fn create_checked(&self, scim: Value, what: &str) -> Result<Written, ScimError> {
+        let what = what.to_owned();
         let app_obj = self.to_app(&scim, false).await?;
         // Members are checked before the group exists, so a bad member id creates nothing.
         let member_ids = match (&self.rm.members, get_ci(&scim, "members")) {
@@ -367,21 +427,13 @@ impl<'a> Ops<'a> {
             version: 1,
             stored: transform::stored_values(self.rm, &scim),
         };
-        match self.p.store.put(&self.tenant.id, self.kind, record.clone()).await {
-            Ok(None) => {}
-            Ok(Some(holder)) => {
-                tracing::warn!(tenant = %self.tenant.id, "created app object was already known to the store");
-                return Err(ScimError::new(
-                    409,
-                    ScimType::Uniqueness,
-                    format!("{what}: already exists as `{}`", holder.id),
-                ));
-            }
+        let record = match self.record_new(record).await {
+            Ok(r) => r,
             Err(e) => {
                 self.compensate_create(&app_id).await;
                 return Err(store_error(e));
             }
-        }
+        };
         let app_id_v = app_id_value(&record)?;
         let mut added = Vec::new();
         for m in &member_ids {
@@ -448,13 +500,7 @@ impl<'a> Ops<'a> {
             version: 1,
             stored: transform::stored_values(self.rm, scim),
         };
-        if let Some(holder) = self.p.store.put(&self.tenant.id, self.kind, record.clone()).await.map_err(store_error)? {
-            return Err(ScimError::new(
-                409,
-                ScimType::Uniqueness,
-                format!("{what}: already exists as `{}`", holder.id),
-            ));
-        }
+        let record = self.record_new(record).await.map_err(store_error)?;
         let group_id = app_id_value(&record)?;
         // The create may have been cut off before its completing calls: they are made now.
         self.complete_create(&record.app_id, &self.to_app(scim, false).await?, scim, &what).await?;
@@ -465,6 +511,22 @@ impl<'a> Ops<'a> {
         let members = if self.rm.members.is_some() { Some(self.members_of(&group_id).await?) } else { None };
         let res = self.resource_of(&record, app, &refs, members);
         Ok(Some(self.written(&record, res)))
+    }
+
+    /// Records the record of an app object this create made. A record already holding the object
+    /// can only come from a list that adopted it in between (another request or replica): it is
+    /// this create's object, so it keeps the id the list gave it and gains what the create knows
+    /// (externalId, gateway-kept attributes).
+    async fn record_new(&self, record: Record) -> Result<Record, crate::store::StoreError> {
+        match self.p.store.put(&self.tenant.id, self.kind, record.clone()).await? {
+            None => Ok(record),
+            Some(holder) => {
+                let adopted = Record { id: holder.id, created: holder.created, version: holder.version, ..record };
+                // Under the holder's own id, this write cannot meet another holder.
+                self.p.store.put(&self.tenant.id, self.kind, adopted.clone()).await?;
+                Ok(adopted)
+            }
+        }
     }
 
     /// The resource already holding a unique attribute the gateway keeps (a stored `userName`): the

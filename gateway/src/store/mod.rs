@@ -12,6 +12,7 @@ mod suite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +111,58 @@ pub trait Store: Send + Sync + 'static {
     /// Every record of a tenant, by kind and id. For export and migration only: never on a
     /// request's path.
     fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>>;
+
+    /// Takes the tenant's lock `name` for at most `ttl`, waiting up to `wait` for its holder (in
+    /// this process or another replica); `None` if it is still held then.
+    fn lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<LockToken>>;
+
+    /// Releases a lock taken with [`Store::lock`]; a lock that expired and was taken by another
+    /// holder since is left alone.
+    fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()>;
+}
+
+/// Proof of holding a lock: a random value only its holder knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(pub String);
+
+impl LockToken {
+    /// A fresh token.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl Default for LockToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How often a waiting lock looks again.
+const LOCK_POLL: Duration = Duration::from_millis(10);
+
+/// Polls `try_take` until it succeeds or `wait` has passed.
+async fn wait_for_lock<F, Fut>(wait: Duration, mut try_take: F) -> Result<bool, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if try_take().await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
 }
 
 /// Removes every record of a tenant; returns how many.

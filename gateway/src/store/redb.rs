@@ -4,12 +4,14 @@
 //! Keys are `tenant \x1f kind \x1f id`; tenant ids cannot contain `\x1f` (they are validated), so no
 //! tenant's key range overlaps another's.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Record, Store, StoreError, StoreFuture};
+use super::{LockToken, Record, Store, StoreError, StoreFuture};
 use crate::mapping::ResourceKind;
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
@@ -21,6 +23,8 @@ const BY_STORED: TableDefinition<&str, &str> = TableDefinition::new("by_stored")
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
+    /// Locks live in the process: the embedded store serves one process.
+    locks: Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -71,7 +75,7 @@ impl RedbStore {
         tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
         tx.open_table(BY_STORED).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), locks: Arc::default() })
     }
 
     /// Runs `f` on the blocking pool.
@@ -307,6 +311,46 @@ impl Store for RedbStore {
                 }
             }
             tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<LockToken>> {
+        Box::pin(async move {
+            let key = format!("{tenant}\x1f{name}");
+            let token = LockToken::new();
+            let taken = super::wait_for_lock(wait, || {
+                let (key, token) = (key.clone(), token.0.clone());
+                async move {
+                    let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+                    let now = Instant::now();
+                    match locks.get(&key) {
+                        Some((_, expires)) if *expires > now => Ok(false),
+                        _ => {
+                            locks.insert(key, (token, now + ttl));
+                            Ok(true)
+                        }
+                    }
+                }
+            })
+            .await?;
+            Ok(taken.then_some(token))
+        })
+    }
+
+    fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let key = format!("{tenant}\x1f{name}");
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if locks.get(&key).is_some_and(|(t, _)| *t == token.0) {
+                locks.remove(&key);
+            }
             Ok(())
         })
     }

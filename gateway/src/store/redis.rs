@@ -21,7 +21,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::{Record, Store, StoreError, StoreFuture};
+use super::{LockToken, Record, Store, StoreError, StoreFuture};
 use crate::mapping::ResourceKind;
 
 /// Writes a record and its indexes unless another record holds its app id (then returns that
@@ -80,6 +80,12 @@ redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil(
 return 0
 ";
 
+/// Releases a lock only for its holder. KEYS: the lock. ARGV: the holder's token.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Where to reach Redis and how to name keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -101,6 +107,7 @@ pub struct RedisStore {
     delete: Script,
     lookup: Script,
     gcra: Script,
+    unlock: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -135,6 +142,7 @@ impl RedisStore {
             delete: Script::new(DELETE),
             lookup: Script::new(LOOKUP),
             gcra: Script::new(GCRA),
+            unlock: Script::new(UNLOCK),
         })
     }
 
@@ -370,6 +378,50 @@ impl Store for RedisStore {
         })
     }
 
+    fn lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<LockToken>> {
+        Box::pin(async move {
+            let key = format!("{}lock:{name}", self.base(tenant));
+            let token = LockToken::new();
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let taken = super::wait_for_lock(wait, || {
+                let (key, token) = (key.clone(), token.0.clone());
+                async move {
+                    let mut conn = self.conn.clone();
+                    let set: Option<String> = self
+                        .run(
+                            redis::cmd("SET")
+                                .arg(&key)
+                                .arg(&token)
+                                .arg("NX")
+                                .arg("PX")
+                                .arg(ttl_ms)
+                                .query_async(&mut conn),
+                        )
+                        .await?;
+                    Ok(set.is_some())
+                }
+            })
+            .await?;
+            Ok(taken.then_some(token))
+        })
+    }
+
+    fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inv = self.unlock.key(format!("{}lock:{name}", self.base(tenant)));
+            inv.arg(token.0);
+            let mut conn = self.conn.clone();
+            let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
     fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>> {
         Box::pin(async move {
             let keys = self.keys_of(tenant, "r:").await?;
@@ -407,7 +459,7 @@ mod tests {
     async fn behaves_as_every_store_must() {
         let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
         super::super::suite::run_all(&s, "t").await;
-        for case in ["a", "b", "c", "d", "e", "f"] {
+        for case in ["a", "b", "c", "d", "e", "f", "g"] {
             s.purge_keys(&format!("t-{case}")).await.unwrap();
             s.purge_keys(&format!("t-{case}-other")).await.unwrap();
         }

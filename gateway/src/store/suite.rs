@@ -99,6 +99,28 @@ pub async fn scan_and_purge_a_whole_tenant(s: &dyn Store, t: &str) {
     super::purge(s, &neighbour).await.unwrap();
 }
 
+/// A lock has one holder at a time; another waits for it, or gives up after its wait; an expired
+/// lock can be taken; only the holder's unlock releases it.
+pub async fn locks_exclude_and_expire(s: &dyn Store, t: &str) {
+    use std::time::Duration;
+    let (long, short) = (Duration::from_secs(5), Duration::from_millis(50));
+    let held = s.lock(t, "create:User:ada", long, short).await.unwrap().expect("free lock taken");
+    assert!(s.lock(t, "create:User:ada", long, short).await.unwrap().is_none(), "held elsewhere");
+    assert!(s.lock(t, "create:User:bob", long, short).await.unwrap().is_some(), "another name is free");
+    assert!(s.lock(&format!("{t}-other"), "create:User:ada", long, short).await.unwrap().is_some(), "per tenant");
+    s.unlock(t, "create:User:ada", super::LockToken::new()).await.unwrap();
+    assert!(s.lock(t, "create:User:ada", long, short).await.unwrap().is_none(), "a stranger cannot unlock");
+    // A waiter gets the lock as soon as the holder lets go.
+    let (waited, ()) = tokio::join!(s.lock(t, "create:User:ada", long, Duration::from_secs(2)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.unlock(t, "create:User:ada", held).await.unwrap();
+    });
+    assert!(waited.unwrap().is_some());
+    // Expiry frees a lock whose holder died.
+    s.lock(t, "create:User:eve", Duration::from_millis(100), short).await.unwrap().unwrap();
+    assert!(s.lock(t, "create:User:eve", long, Duration::from_millis(500)).await.unwrap().is_some());
+}
+
 /// Runs every case against `s`, each under its own tenant `<prefix>-<case>`.
 pub async fn run_all(s: &dyn Store, prefix: &str) {
     put_get_lookup_delete(s, &format!("{prefix}-a")).await;
@@ -107,4 +129,5 @@ pub async fn run_all(s: &dyn Store, prefix: &str) {
     adopt_is_stable(s, &format!("{prefix}-d")).await;
     concurrent_adoption_agrees(s, &format!("{prefix}-e")).await;
     scan_and_purge_a_whole_tenant(s, &format!("{prefix}-f")).await;
+    locks_exclude_and_expire(s, &format!("{prefix}-g")).await;
 }
