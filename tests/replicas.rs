@@ -371,3 +371,42 @@ async fn racing_creates_of_a_name_only_the_gateway_keeps_make_one_user() {
         assert_eq!(a.app_account_count().await, n + 1, "{name}: exactly one account more in the app");
     }
 }
+
+/// The demo mapping with membership only by whole-set replacement (`members.set`), as in
+/// tests/membership.rs: every member change reads the set and writes it back whole.
+fn whole_set_config() -> std::path::PathBuf {
+    let config = demo_config();
+    let m = config.join("mappings/demo-app.yaml");
+    let mapping = std::fs::read_to_string(&m).unwrap();
+    let start = mapping
+        .find("      add:\n        method: POST\n        path: /api/v1/teams/{{ id }}/members")
+        .expect("add call");
+    let end = mapping[start..].find("    operations:").expect("operations") + start;
+    let set = "      set:\n        method: PUT\n        path: /api/v1/teams/{{ id }}/members\n        body: { account_ids: \"{{ member_ids }}\" }\n";
+    std::fs::write(&m, format!("{}{set}{}", &mapping[..start], &mapping[end..])).unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_whole_set_member_changes_lose_no_member() {
+    let pair = pair_on(whole_set_config(), "");
+    let (a, b) = (&pair.a, &pair.b);
+    let gid = a.entra_create_group("Whole").await.id();
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(a.entra_create_user(&format!("whole-{n}@example.com")).await.id());
+    }
+    // Each add reads the set and writes it back whole: without a lock per group, two at once
+    // on two replicas would each drop the other's member.
+    let adds = ids.iter().enumerate().map(|(n, uid)| {
+        let gw = if n % 2 == 0 { a } else { b };
+        let ops = json!([{"op": "Add", "path": "members", "value": [{"value": uid}]}]);
+        let gid = gid.as_str();
+        async move { gw.patch_group(gid, ops).await }
+    });
+    for r in futures_all(adds).await {
+        r.expect_one_of(&[200, 204], "concurrent whole-set member add");
+    }
+    assert_eq!(member_values(&b.get(&format!("/Groups/{gid}")).await.body), sorted(&ids), "every member kept");
+    assert_eq!(a.app_members("Whole").await.len(), ids.len());
+}

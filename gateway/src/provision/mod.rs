@@ -26,7 +26,7 @@ use crate::mapping::{ResourceKind, ResourceMapping};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::path::AttrPath;
 use crate::scim::{filter, list as scim_list, patch, resource};
-use crate::store::{Record, Store, StoreError};
+use crate::store::{LockGuard, Record, Store, StoreError};
 use crate::tenant::Tenant;
 use crate::tenant::spec::OnDuplicate;
 
@@ -74,11 +74,11 @@ pub struct Ops<'a> {
     scope: Option<&'a crate::tenant::scope::Scope>,
 }
 
-/// Longest a create may hold the lock of its name (beyond the 60 s request timeout, a dead
-/// holder's lock frees itself).
-const CREATE_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(90);
-/// Longest a create waits for another create of the same name.
-const CREATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a write may hold a lock (beyond the 60 s request timeout; a crashed replica's locks
+/// free themselves after this).
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(90);
+/// Longest a write waits for another write of the same resource or name.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
@@ -308,22 +308,28 @@ impl<'a> Ops<'a> {
         let names = self.stored_unique_names(&scim);
         let mut held = Vec::with_capacity(names.len());
         for name in &names {
-            match self.p.store.lock(&self.tenant.id, name, CREATE_LOCK_TTL, CREATE_LOCK_WAIT).await {
-                Ok(Some(token)) => held.push((name, token)),
-                Ok(None) => {
-                    self.unlock_all(held).await;
-                    return Err(ScimError::status(503, format!("{what}: another create of this name is in progress"))
-                        .with_retry_after(std::time::Duration::from_secs(1)));
-                }
-                Err(e) => {
-                    self.unlock_all(held).await;
-                    return Err(store_error(e));
-                }
-            }
+            held.push(self.lock(name).await?);
         }
-        let result = self.create_checked(scim, &what).await;
-        self.unlock_all(held).await;
-        result
+        self.create_checked(scim, &what).await
+    }
+
+    /// Takes the tenant's lock `name`, or answers 503 when another request holds it too long.
+    async fn lock(&self, name: &str) -> Result<LockGuard, ScimError> {
+        match LockGuard::acquire(&self.p.store, &self.tenant.id, name, LOCK_TTL, LOCK_WAIT).await {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => {
+                Err(ScimError::status(503, format!("{}: another change to it is in progress", self.kind.name()))
+                    .with_retry_after(std::time::Duration::from_secs(1)))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Runs a change of resource `id` alone: changes read, merge and write back, so two at once (on
+    /// two replicas) would lose one.
+    async fn exclusive<T>(&self, id: &str, change: impl Future<Output = Result<T, ScimError>>) -> Result<T, ScimError> {
+        let _held = self.lock(&format!("res:{}:{id}", self.kind.name())).await?;
+        change.await
     }
 
     /// Lock names for the unique attributes the gateway keeps itself, case-folded and sorted (so
@@ -344,15 +350,6 @@ impl<'a> Ops<'a> {
         names.sort();
         names.dedup();
         names
-    }
-
-    async fn unlock_all(&self, held: Vec<(&String, crate::store::LockToken)>) {
-        for (name, token) in held {
-            if let Err(e) = self.p.store.unlock(&self.tenant.id, name, token).await {
-                // It expires by itself; until then, creates of this name wait.
-                tracing::warn!(tenant = %self.tenant.id, error = %e, "cannot release a create lock");
-            }
-        }
     }
 
     async fn create_checked(&self, scim: Value, what: &str) -> Result<Written, ScimError> {
@@ -578,7 +575,7 @@ impl<'a> Ops<'a> {
 
     /// `PUT /{Resources}/{id}`.
     pub async fn replace(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Written, ScimError> {
-        limit::operation(self.replace_unscoped(id, body, if_match)).await
+        limit::operation(self.exclusive(id, self.replace_unscoped(id, body, if_match))).await
     }
 
     async fn replace_unscoped(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Written, ScimError> {
@@ -593,7 +590,7 @@ impl<'a> Ops<'a> {
 
     /// `PATCH /{Resources}/{id}`: `None` means 204 (groups, whose bodies can be large).
     pub async fn patch(&self, id: &str, body: &Value, if_match: Option<&str>) -> Result<Option<Written>, ScimError> {
-        limit::operation(self.patch_unscoped(id, body, if_match)).await
+        limit::operation(self.exclusive(id, self.patch_unscoped(id, body, if_match))).await
     }
 
     async fn patch_unscoped(
@@ -725,7 +722,7 @@ impl<'a> Ops<'a> {
 
     /// `DELETE /{Resources}/{id}`.
     pub async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
-        limit::operation(self.delete_unscoped(id, if_match)).await
+        limit::operation(self.exclusive(id, self.delete_unscoped(id, if_match))).await
     }
 
     async fn delete_unscoped(&self, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {

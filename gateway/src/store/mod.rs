@@ -12,6 +12,7 @@ mod suite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,50 @@ impl LockToken {
 impl Default for LockToken {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A held lock, released when dropped, also when the request holding it is cancelled (a client
+/// that disconnects, a request timeout), so a lock never outlives its holder by more than a moment.
+pub struct LockGuard {
+    store: Arc<dyn Store>,
+    tenant: String,
+    name: String,
+    token: Option<LockToken>,
+}
+
+impl LockGuard {
+    /// Takes the tenant's lock `name` (see [`Store::lock`]); `None` if still held after `wait`.
+    pub async fn acquire(
+        store: &Arc<dyn Store>,
+        tenant: &str,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<Self>, StoreError> {
+        let token = store.lock(tenant, name, ttl, wait).await?;
+        Ok(token.map(|t| Self {
+            store: store.clone(),
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            token: Some(t),
+        }))
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else { return };
+        let (store, tenant, name) =
+            (self.store.clone(), std::mem::take(&mut self.tenant), std::mem::take(&mut self.name));
+        // Drop cannot wait; outside a runtime (never in the server) the lock simply expires.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.unlock(&tenant, &name, token).await {
+                    tracing::warn!(tenant, error = %e, "cannot release a lock; it expires by itself");
+                }
+            });
+        }
     }
 }
 
