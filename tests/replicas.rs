@@ -237,12 +237,19 @@ struct OwnRedis {
     port: u16,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
+    extra: Vec<String>,
 }
 
 impl OwnRedis {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. ACL users).
+    fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = Self { port, dir: temp_dir("redis"), child: None };
+        let mut r =
+            Self { port, dir: temp_dir("redis"), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
         r.restart();
         r
     }
@@ -250,6 +257,7 @@ impl OwnRedis {
     fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(std::process::Stdio::null())
@@ -409,4 +417,27 @@ async fn racing_whole_set_member_changes_lose_no_member() {
     }
     assert_eq!(member_values(&b.get(&format!("/Groups/{gid}")).await.body), sorted(&ids), "every member kept");
     assert_eq!(a.app_members("Whole").await.len(), ids.len());
+}
+
+#[tokio::test]
+async fn an_acl_user_in_the_url_is_used_and_a_wrong_password_refused_without_showing_it() {
+    // A server whose default user is off: only `scim` with its password may connect.
+    let redis =
+        OwnRedis::start_with(&["--user", "default", "off", "--user", "scim", "on", ">s3cret-pw", "~*", "&*", "+@all"]);
+    let app = DemoApp::start();
+    let good = format!("redis://scim:s3cret-pw@127.0.0.1:{}", redis.port);
+    let gw = Gateway::serve_shared(&demo_config(), &temp_dir("acl"), &app, &["--store", &good]);
+    gw.entra_create_user("acl@example.com").await.expect(201, "through the ACL user");
+    drop(gw);
+    let bad = format!("redis://scim:wrong-pw@127.0.0.1:{}", redis.port);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", &bad, "--config"])
+        .arg(demo_config())
+        .env("DEMO_APP_API_KEY", &app.api_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "must refuse to start");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("connect to the Redis store"), "{all}");
+    assert!(!all.contains("wrong-pw"), "the password must not be printed: {all}");
 }
