@@ -57,6 +57,19 @@ fn first_version() -> u64 {
 }
 
 impl Record {
+    /// A fresh record, under a new SCIM id, for an app object the gateway sees for the first time.
+    pub fn adopted(app_id: &str, now: &str) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_id: app_id.to_owned(),
+            external_id: None,
+            created: now.to_owned(),
+            last_modified: now.to_owned(),
+            version: 1,
+            stored: Default::default(),
+        }
+    }
+
     /// The weak ETag of this version (RFC 7644 §3.14).
     pub fn etag(&self) -> String {
         format!("W/\"{}\"", self.version)

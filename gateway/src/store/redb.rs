@@ -235,15 +235,7 @@ impl Store for RedbStore {
                 let rec = match existing {
                     Some(r) => r,
                     None => {
-                        let r = Record {
-                            id: uuid::Uuid::new_v4().to_string(),
-                            app_id: app_id.clone(),
-                            external_id: None,
-                            created: now.clone(),
-                            last_modified: now.clone(),
-                            version: 1,
-                            stored: Default::default(),
-                        };
+                        let r = Record::adopted(app_id, &now);
                         write_record(&tx, &tenant, kind, &r, None)?;
                         r
                     }

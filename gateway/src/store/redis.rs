@@ -343,15 +343,7 @@ impl Store for RedisStore {
                     Some(r) => r,
                     None => {
                         // New to the gateway: the PUT script creates it unless another replica just did.
-                        let fresh = Record {
-                            id: uuid::Uuid::new_v4().to_string(),
-                            app_id: app_id.clone(),
-                            external_id: None,
-                            created: now.to_owned(),
-                            last_modified: now.to_owned(),
-                            version: 1,
-                            stored: Default::default(),
-                        };
+                        let fresh = Record::adopted(app_id, now);
                         match self.put_record(tenant, kind, &fresh).await? {
                             Some(holder) => holder,
                             None => fresh,
