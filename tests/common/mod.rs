@@ -57,9 +57,11 @@ impl Logs {
     }
 }
 
-/// A child process killed on drop.
+/// A child process killed on drop (after its stop signal, if it has one).
 pub struct Proc {
     child: Child,
+    /// Sent first on drop, for programs whose own children outlive a SIGKILL (nginx's workers).
+    stop: Option<&'static str>,
 }
 
 impl Proc {
@@ -104,7 +106,24 @@ impl Proc {
                 }
             }
         }
-        (Self { child }, found)
+        (Self { child, stop: None }, found)
+    }
+
+    /// Starts a program that announces nothing on stdout (a load balancer), collecting its stderr
+    /// in `logs`. On drop it gets `stop` (e.g. `QUIT`) and up to 5 s to exit before SIGKILL.
+    pub fn spawn(mut cmd: Command, logs: Logs, stop: &'static str) -> Self {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Ok(mut l) = logs.0.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Self { child, stop: Some(stop) }
     }
 
     /// The process id.
@@ -139,6 +158,12 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Some(signal) = self.stop
+            && matches!(self.child.try_wait(), Ok(None))
+        {
+            let _ = Command::new("kill").args(["-s", signal, &self.pid().to_string()]).status();
+            let _ = self.wait_exit(Duration::from_secs(5));
+        }
         self.kill();
     }
 }
@@ -361,6 +386,20 @@ impl Gateway {
             proc,
             logs,
             url: found[0].clone(),
+            app: None,
+            app_url: app.url.clone(),
+            app_key: app.api_key.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The gateways behind a front end (a load balancer run by `proc`) at `url`, as one client
+    /// sees them, with the demo app they share for app-side checks.
+    pub fn behind(proc: Proc, logs: Logs, url: String, app: &DemoApp) -> Self {
+        Self {
+            proc,
+            logs,
+            url,
             app: None,
             app_url: app.url.clone(),
             app_key: app.api_key.clone(),
