@@ -24,7 +24,9 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     for sub in ["tenants", "mappings"] {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
         for e in entries.filter_map(Result::ok) {
-            if let Ok(m) = e.metadata()
+            // Symbolic links followed: Kubernetes updates a mounted ConfigMap by swapping the
+            // link its files point through, which leaves the links themselves unchanged.
+            if let Ok(m) = std::fs::metadata(e.path())
                 && m.is_file()
             {
                 out.push((e.path(), m.len(), m.modified().ok()));
@@ -103,5 +105,33 @@ pub async fn on_change(mut fingerprint: impl FnMut() -> Fingerprint, every: Dura
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_style_update_through_swapped_links_is_a_change() {
+        use std::os::unix::fs::symlink;
+        // Kubernetes' layout: tenants/a.yaml → ..data/a.yaml, ..data → ..v1 (then ..v2).
+        let dir = std::env::temp_dir().join(format!("scimbridge-reload-{}", uuid::Uuid::new_v4()));
+        let t = dir.join("tenants");
+        for v in ["..v1", "..v2"] {
+            std::fs::create_dir_all(t.join(v)).unwrap();
+        }
+        std::fs::write(t.join("..v1/a.yaml"), "id: a\n").unwrap();
+        std::fs::write(t.join("..v2/a.yaml"), "id: a\n# changed, longer\n").unwrap();
+        symlink("..v1", t.join("..data")).unwrap();
+        symlink("..data/a.yaml", t.join("a.yaml")).unwrap();
+        let before = fingerprint(&dir);
+        assert_eq!(before.len(), 1, "the linked file is seen: {before:?}");
+        // The atomic swap: a new link renamed over `..data`.
+        symlink("..v2", t.join("..data_tmp")).unwrap();
+        std::fs::rename(t.join("..data_tmp"), t.join("..data")).unwrap();
+        assert_ne!(fingerprint(&dir), before);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
