@@ -126,15 +126,39 @@ pub trait Store: Send + Sync + 'static {
     /// request's path.
     fn scan<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(ResourceKind, Record)>>;
 
-    /// Takes the tenant's lock `name` for at most `ttl`, waiting up to `wait` for its holder (in
-    /// this process or another replica); `None` if it is still held then.
+    /// Takes the tenant's lock `name` for `token` and at most `ttl` if nobody (in this process or
+    /// another replica) holds it now; `false` if someone does.
+    fn try_lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        token: &'a LockToken,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Takes the tenant's lock `name` for at most `ttl`, waiting up to `wait` for its holder;
+    /// `None` if it is still held then.
     fn lock<'a>(
         &'a self,
         tenant: &'a str,
         name: &'a str,
         ttl: Duration,
         wait: Duration,
-    ) -> StoreFuture<'a, Option<LockToken>>;
+    ) -> StoreFuture<'a, Option<LockToken>> {
+        Box::pin(async move {
+            let token = LockToken::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                if self.try_lock(tenant, name, &token, ttl).await? {
+                    return Ok(Some(token));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(LOCK_POLL).await;
+            }
+        })
+    }
 
     /// Releases a lock taken with [`Store::lock`]; a lock that expired and was taken by another
     /// holder since is left alone.
@@ -204,24 +228,6 @@ impl Drop for LockGuard {
 
 /// How often a waiting lock looks again.
 const LOCK_POLL: Duration = Duration::from_millis(10);
-
-/// Polls `try_take` until it succeeds or `wait` has passed.
-async fn wait_for_lock<F, Fut>(wait: Duration, mut try_take: F) -> Result<bool, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool, StoreError>>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if try_take().await? {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(LOCK_POLL).await;
-    }
-}
 
 /// Removes every record of a tenant; returns how many.
 pub async fn purge(store: &dyn Store, tenant: &str) -> Result<usize, StoreError> {

@@ -307,32 +307,24 @@ impl Store for RedbStore {
         })
     }
 
-    fn lock<'a>(
+    fn try_lock<'a>(
         &'a self,
         tenant: &'a str,
         name: &'a str,
+        token: &'a LockToken,
         ttl: Duration,
-        wait: Duration,
-    ) -> StoreFuture<'a, Option<LockToken>> {
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let key = format!("{tenant}\x1f{name}");
-            let token = LockToken::new();
-            let taken = super::wait_for_lock(wait, || {
-                let (key, token) = (key.clone(), token.0.clone());
-                async move {
-                    let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-                    let now = Instant::now();
-                    match locks.get(&key) {
-                        Some((_, expires)) if *expires > now => Ok(false),
-                        _ => {
-                            locks.insert(key, (token, now + ttl));
-                            Ok(true)
-                        }
-                    }
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match locks.get(&key) {
+                Some((_, expires)) if *expires > now => Ok(false),
+                _ => {
+                    locks.insert(key, (token.0.clone(), now + ttl));
+                    Ok(true)
                 }
-            })
-            .await?;
-            Ok(taken.then_some(token))
+            }
         })
     }
 

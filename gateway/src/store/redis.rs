@@ -242,9 +242,10 @@ impl RedisStore {
         }
     }
 
-    /// Deletes every key of `tenant`, indexes included; returns how many keys. Tests use it to
-    /// clean up; `tenant purge` goes through records.
-    pub async fn purge_keys(&self, tenant: &str) -> Result<u64, StoreError> {
+    /// Deletes every key of `tenant`, locks and rate-limit state included; returns how many.
+    /// Tests clean up with it; `tenant purge` goes through records and leaves the rest to expire.
+    #[cfg(test)]
+    async fn purge_keys(&self, tenant: &str) -> Result<u64, StoreError> {
         let keys = self.keys_of(tenant, "").await?;
         let mut conn = self.conn.clone();
         let mut removed = 0;
@@ -370,37 +371,20 @@ impl Store for RedisStore {
         })
     }
 
-    fn lock<'a>(
+    fn try_lock<'a>(
         &'a self,
         tenant: &'a str,
         name: &'a str,
+        token: &'a LockToken,
         ttl: Duration,
-        wait: Duration,
-    ) -> StoreFuture<'a, Option<LockToken>> {
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let key = format!("{}lock:{name}", self.base(tenant));
-            let token = LockToken::new();
             let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            let taken = super::wait_for_lock(wait, || {
-                let (key, token) = (key.clone(), token.0.clone());
-                async move {
-                    let mut conn = self.conn.clone();
-                    let set: Option<String> = self
-                        .run(
-                            redis::cmd("SET")
-                                .arg(&key)
-                                .arg(&token)
-                                .arg("NX")
-                                .arg("PX")
-                                .arg(ttl_ms)
-                                .query_async(&mut conn),
-                        )
-                        .await?;
-                    Ok(set.is_some())
-                }
-            })
-            .await?;
-            Ok(taken.then_some(token))
+            let mut set = redis::cmd("SET");
+            set.arg(format!("{}lock:{name}", self.base(tenant))).arg(&token.0).arg("NX").arg("PX").arg(ttl_ms);
+            let mut conn = self.conn.clone();
+            let taken: Option<String> = self.run(set.query_async(&mut conn)).await?;
+            Ok(taken.is_some())
         })
     }
 
