@@ -155,7 +155,7 @@ struct StoreAt {
 impl StoreAt {
     async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         let data_dir = self.data_dir.clone().unwrap_or_else(|| self.config.join("data"));
-        self.store.open(&data_dir).await
+        Ok(self.store.open(&data_dir).await?.0)
     }
 }
 
@@ -196,31 +196,23 @@ struct StoreArgs {
 
 impl StoreArgs {
     /// Opens the chosen store.
-    async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    async fn open(&self, data_dir: &Path) -> anyhow::Result<Opened> {
         open_store(&self.store, &self.store_prefix, self.store_timeout, data_dir).await
-    }
-
-    /// Opens the chosen store, and with Redis also the rate limits all replicas share.
-    async fn open_with_limits(
-        &self,
-        data_dir: &Path,
-    ) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>)> {
-        if self.store == "embedded" {
-            return Ok((self.open(data_dir).await?, None));
-        }
-        let redis = Arc::new(connect_redis(&self.store, &self.store_prefix, self.store_timeout).await?);
-        Ok((redis.clone(), Some(redis)))
     }
 }
 
+/// An open store, and with Redis the rate limits all replicas share.
+type Opened = (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>);
+
 /// Opens a store named as `--store` names it: `embedded` (under `data_dir`) or a Redis URL.
-async fn open_store(spec: &str, prefix: &str, timeout: Duration, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(spec: &str, prefix: &str, timeout: Duration, data_dir: &Path) -> anyhow::Result<Opened> {
     if spec == "embedded" {
         let path = data_dir.join("scimbridge.redb");
         let store = RedbStore::open(&path).with_context(|| format!("open the embedded store {}", path.display()))?;
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), None));
     }
-    Ok(Arc::new(connect_redis(spec, prefix, timeout).await?))
+    let redis = Arc::new(connect_redis(spec, prefix, timeout).await?);
+    Ok((redis.clone(), Some(redis)))
 }
 
 async fn connect_redis(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<RedisStore> {
@@ -422,7 +414,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
-    let (store, shared) = args.store.open_with_limits(&data_dir).await?;
+    let (store, shared) = args.store.open(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
     let front = Front { listener, cert, limits: args.listener.limits() };
     run_gateway(registry, (store, shared), front, args.public_url, Some(args.config)).await?;
@@ -735,8 +727,8 @@ async fn tenant_state(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             }
             let data_dir = data_dir.unwrap_or_else(|| config.join("data"));
             let timeout = Duration::from_secs(5);
-            let source = open_store(&from, &store_prefix, timeout, &data_dir).await?;
-            let target = open_store(&to, &store_prefix, timeout, &data_dir).await?;
+            let (source, _) = open_store(&from, &store_prefix, timeout, &data_dir).await?;
+            let (target, _) = open_store(&to, &store_prefix, timeout, &data_dir).await?;
             let records = source.scan(&tenant).await?;
             let wanted: std::collections::BTreeSet<(ResourceKind, String, String, u64)> =
                 records.iter().map(|(k, r)| (*k, r.id.clone(), r.app_id.clone(), r.version)).collect();

@@ -51,12 +51,7 @@ impl RateLimits {
         })
     }
 
-    /// Whether these limiters were built from `spec`.
-    pub fn built_from(&self, spec: &LimitsSpec) -> bool {
-        self.spec == *spec
-    }
-
-    /// The spec these limiters were built from.
+    /// The spec these limiters were built from (a reload that keeps it keeps them, and their state).
     pub fn spec(&self) -> &LimitsSpec {
         &self.spec
     }

@@ -194,8 +194,7 @@ impl Registry {
                 t.backend.set_limiter(l.clone());
             }
             // Unchanged inbound limits keep their state: a reload must not hand out a fresh burst.
-            if let Some(running) = previous.and_then(|p| p.get(&t.id)).filter(|p| p.limits.built_from(t.limits.spec()))
-            {
+            if let Some(running) = previous.and_then(|p| p.get(&t.id)).filter(|p| p.limits.spec() == t.limits.spec()) {
                 t.limits = running.limits.clone();
             }
             tenants.insert(t.id.clone(), Arc::new(t));
