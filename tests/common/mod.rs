@@ -299,28 +299,11 @@ impl Gateway {
 
     /// `scimbridge serve` on `config` with the store under `data`, fronting `app`.
     pub fn serve(config: &Path, data: &Path, app: DemoApp) -> Self {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data)
-            .env("DEMO_APP_URL", &app.url)
-            .env("DEMO_APP_API_KEY", &app.api_key);
-        let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
-        let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
-        Self {
-            proc,
-            logs: Logs::default(),
-            url: found[0].clone(),
-            app: Some(app),
-            app_url,
-            app_key,
-            http: reqwest::Client::new(),
-        }
+        Self::serve_with(config, data, app, &[], &[], reqwest::Client::new())
     }
 
     /// `scimbridge serve` with extra arguments and environment (TLS, connection limits), talking
-    /// to it through `http` (e.g. a client that trusts the test CA); its log is kept in `logs`.
+    /// to it through `http` (e.g. a client that trusts the test CA).
     pub fn serve_with(
         config: &Path,
         data: &Path,
@@ -329,19 +312,33 @@ impl Gateway {
         env: &[(&str, &str)],
         http: reqwest::Client,
     ) -> Self {
+        Self::launch(config, data, args, env, Some(&app), http).with_app(app)
+    }
+
+    /// The one way the harness starts `scimbridge serve`: on a free loopback port, fronting `app`
+    /// when given, its log kept in `logs` (and still printed).
+    fn launch(
+        config: &Path,
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        app: Option<&DemoApp>,
+        http: reqwest::Client,
+    ) -> Self {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data-dir")
             .arg(data)
             .args(args)
-            .envs(env.iter().copied())
-            .env("DEMO_APP_URL", &app.url)
-            .env("DEMO_APP_API_KEY", &app.api_key);
+            .envs(env.iter().copied());
+        if let Some(app) = app {
+            cmd.env("DEMO_APP_URL", &app.url).env("DEMO_APP_API_KEY", &app.api_key);
+        }
         let logs = Logs::default();
         let (proc, found) = Proc::start_logged(cmd, &["scimbridge listening on "], Some(logs.clone()));
-        let (app_url, app_key) = (app.url.clone(), app.api_key.clone());
-        Self { proc, logs, url: found[0].clone(), app: Some(app), app_url, app_key, http }
+        let (app_url, app_key) = app.map(|a| (a.url.clone(), a.api_key.clone())).unwrap_or_default();
+        Self { proc, logs, url: found[0].clone(), app: None, app_url, app_key, http }
     }
 
     /// `host:port` of the gateway's listener.
@@ -352,45 +349,13 @@ impl Gateway {
     /// `scimbridge serve` on `config` with the store under `data` and extra environment (for tenants
     /// whose app the test started itself).
     pub fn serve_env(config: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(config).arg("--data-dir").arg(data);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let (proc, found) = Proc::start(cmd, &["scimbridge listening on "]);
-        Self {
-            proc,
-            logs: Logs::default(),
-            url: found[0].clone(),
-            app: None,
-            app_url: String::new(),
-            app_key: String::new(),
-            http: reqwest::Client::new(),
-        }
+        Self::launch(config, data, &[], env, None, reqwest::Client::new())
     }
 
     /// `scimbridge serve` fronting an app the test keeps itself (several gateways may share it),
     /// with extra arguments (e.g. a shared store).
     pub fn serve_shared(config: &Path, data: &Path, app: &DemoApp, args: &[&str]) -> Self {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data)
-            .args(args)
-            .env("DEMO_APP_URL", &app.url)
-            .env("DEMO_APP_API_KEY", &app.api_key);
-        let logs = Logs::default();
-        let (proc, found) = Proc::start_logged(cmd, &["scimbridge listening on "], Some(logs.clone()));
-        Self {
-            proc,
-            logs,
-            url: found[0].clone(),
-            app: None,
-            app_url: app.url.clone(),
-            app_key: app.api_key.clone(),
-            http: reqwest::Client::new(),
-        }
+        Self::launch(config, data, args, &[], Some(app), reqwest::Client::new())
     }
 
     /// The gateways behind a front end (a load balancer run by `proc`) at `url`, as one client
