@@ -27,7 +27,7 @@ pub struct Authorized {
 
 /// One answer for unknown tenants and every kind of bad token, so neither tenant ids nor the
 /// reason a token failed can be probed; the reason goes to the log.
-pub fn unauthorized() -> axum::response::Response {
+fn unauthorized() -> axum::response::Response {
     let mut r = ErrorResponse(ScimError::status(401, "authentication required: a valid bearer token for this tenant"))
         .into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
@@ -35,7 +35,7 @@ pub fn unauthorized() -> axum::response::Response {
 }
 
 /// The tenant named by the request's `{tenant}` path segment.
-pub async fn path_tenant<S: Send + Sync>(parts: &mut Parts, state: &S, app: &AppState) -> Option<Arc<Tenant>> {
+async fn path_tenant<S: Send + Sync>(parts: &mut Parts, state: &S, app: &AppState) -> Option<Arc<Tenant>> {
     let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state).await.ok()?;
     let tenant_id = params.iter().find(|(k, _)| k == "tenant").map(|(_, v)| v.as_str())?;
     app.registry.load().get(tenant_id).cloned()
