@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::redis::LocalRedis;
 use common::*;
 use reqwest::Method;
 use serde_json::json;
@@ -20,11 +21,16 @@ struct Pair {
     b: Gateway,
     _app: DemoApp,
     prefix: String,
+    /// The test's own Redis, if it has one (dropped with the pair).
+    own: Option<LocalRedis>,
 }
 
 impl Drop for Pair {
     /// Leaves the shared Redis as it was found.
     fn drop(&mut self) {
+        if self.own.is_some() {
+            return;
+        }
         let script = format!(
             "redis-cli -u '{0}' --scan --pattern '{1}:*' | xargs -r redis-cli -u '{0}' del",
             redis_url(),
@@ -70,16 +76,22 @@ fn stored_user_name_config() -> std::path::PathBuf {
 }
 
 fn pair_on(config: std::path::PathBuf, tenant_extra: &str) -> Pair {
-    let app = DemoApp::start();
     let tenant = config.join("tenants/demo.yaml");
     let text = std::fs::read_to_string(&tenant).unwrap();
     std::fs::write(&tenant, format!("{text}{tenant_extra}")).unwrap();
+    pair_at(config, None, &redis_url(), &[])
+}
+
+/// Two gateways on `config`'s demo tenant, on the Redis at `url` (the test's `own`, if given) with
+/// extra `serve` arguments.
+fn pair_at(config: std::path::PathBuf, own: Option<LocalRedis>, url: &str, extra: &[&str]) -> Pair {
+    let app = DemoApp::start();
     let prefix = format!("scimbridge-test-{}", uuid());
-    let url = redis_url();
-    let args = ["--store", url.as_str(), "--store-prefix", prefix.as_str()];
+    let mut args = vec!["--store", url, "--store-prefix", prefix.as_str()];
+    args.extend(extra);
     let a = Gateway::serve_shared(&config, &temp_dir("replica-a"), &app, &args);
     let b = Gateway::serve_shared(&config, &temp_dir("replica-b"), &app, &args);
-    Pair { a, b, _app: app, prefix }
+    Pair { a, b, _app: app, prefix, own }
 }
 
 /// Operations of Entra's deactivation (the helpers wrap operations in a PatchOp body).
@@ -89,7 +101,11 @@ fn active_false() -> serde_json::Value {
 
 #[tokio::test]
 async fn replicas_share_state_through_the_entra_lifecycle() {
-    let pair = pair();
+    lifecycle(&pair()).await;
+}
+
+/// Entra's lifecycle driven alternately through both replicas.
+async fn lifecycle(pair: &Pair) {
     let (a, b) = (&pair.a, &pair.b);
     let created = a.entra_create_user("ada@example.com").await;
     created.expect(201, "create on A");
@@ -128,9 +144,13 @@ async fn replicas_share_state_through_the_entra_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_creates_make_one_user_and_one_conflict() {
-    let pair = pair();
+    racing_creates(&pair(), 10).await;
+}
+
+/// `rounds` pairs of creates of one user, one on each replica at once.
+async fn racing_creates(pair: &Pair, rounds: usize) {
     let (a, b) = (&pair.a, &pair.b);
-    for n in 0..10 {
+    for n in 0..rounds {
         let name = format!("race-{n}@example.com");
         let (ra, rb) = tokio::join!(a.entra_create_user(&name), b.entra_create_user(&name));
         let mut statuses = [ra.status.as_u16(), rb.status.as_u16()];
@@ -232,68 +252,9 @@ async fn a_killed_replica_loses_no_acknowledged_write() {
     b.entra_create_user("after-the-kill@example.com").await.expect(201, "B keeps serving");
 }
 
-/// A Redis server of this test's own, which it may stop and start again (same port, same data).
-struct OwnRedis {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-    extra: Vec<String>,
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// With extra `redis-server` arguments (e.g. ACL users).
-    fn start_with(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r =
-            Self { port, dir: temp_dir("redis"), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
-            .args(&self.extra)
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by .ci/run)");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_outage_answers_503_and_heals_without_a_restart() {
-    let mut redis = OwnRedis::start();
+    let mut redis = LocalRedis::start();
     let app = DemoApp::start();
     let url = redis.url();
     let gw =
@@ -422,14 +383,24 @@ async fn racing_whole_set_member_changes_lose_no_member() {
 #[tokio::test]
 async fn an_acl_user_in_the_url_is_used_and_a_wrong_password_refused_without_showing_it() {
     // A server whose default user is off: only `scim` with its password may connect.
-    let redis =
-        OwnRedis::start_with(&["--user", "default", "off", "--user", "scim", "on", ">s3cret-pw", "~*", "&*", "+@all"]);
+    let redis = LocalRedis::start_with(&[
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "scim",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
     let app = DemoApp::start();
-    let good = format!("redis://scim:s3cret-pw@127.0.0.1:{}", redis.port);
+    let good = redis.url().replace("redis://", "redis://scim:s3cret-pw@");
     let gw = Gateway::serve_shared(&demo_config(), &temp_dir("acl"), &app, &["--store", &good]);
     gw.entra_create_user("acl@example.com").await.expect(201, "through the ACL user");
     drop(gw);
-    let bad = format!("redis://scim:wrong-pw@127.0.0.1:{}", redis.port);
+    let bad = redis.url().replace("redis://", "redis://scim:wrong-pw@");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args(["serve", "--listen", "127.0.0.1:0", "--store", &bad, "--config"])
         .arg(demo_config())
@@ -440,4 +411,35 @@ async fn an_acl_user_in_the_url_is_used_and_a_wrong_password_refused_without_sho
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(all.contains("connect to the Redis store"), "{all}");
     assert!(!all.contains("wrong-pw"), "the password must not be printed: {all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_on_a_redis_cluster_share_state_and_race_safely() {
+    let cluster = LocalRedis::cluster(3);
+    let url = cluster.url();
+    let pair = pair_at(demo_config(), Some(cluster), &url, &[]);
+    lifecycle(&pair).await;
+    racing_creates(&pair, 5).await;
+}
+
+#[tokio::test]
+async fn replicas_reach_redis_over_tls_with_a_client_certificate() {
+    let ca = common::certs::Ca::new("store CA");
+    let (server, client) = (ca.leaf(), ca.client_leaf());
+    let acl = ["--user", "default", "off", "--user", "scim", "on", ">tls-pw", "~*", "&*", "+@all"];
+    let redis = LocalRedis::tls(&server.cert_pem, &server.key_pem, &ca.pem, true, &acl);
+    let dir = temp_dir("store-tls");
+    let files = [("ca.pem", &ca.pem), ("client.pem", &client.cert_pem), ("client.key", &client.key_pem)];
+    for (name, pem) in files {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (ca_file, cert_file, key_file) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let url = redis.url().replace("rediss://", "rediss://scim:tls-pw@");
+    let tls = ["--store-tls-ca", &ca_file, "--store-tls-cert", &cert_file, "--store-tls-key", &key_file];
+    let pair = pair_at(demo_config(), Some(redis), &url, &tls);
+    lifecycle(&pair).await;
+    for log in [pair.a.logs.text(), pair.b.logs.text()] {
+        assert!(!log.contains("tls-pw") && !log.contains("PRIVATE KEY"), "no secret in the log");
+    }
 }

@@ -19,7 +19,7 @@ use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
 use scimbridge::store::redb::RedbStore;
-use scimbridge::store::redis::{RedisConfig, RedisStore};
+use scimbridge::store::redis::{RedisConfig, RedisStore, RedisTls};
 use scimbridge::telemetry::{self, LogFormat};
 use scimbridge::tenant::Registry;
 
@@ -136,6 +136,8 @@ enum TenantCommand {
         /// Redis key prefix, on either side.
         #[arg(long, env = "SCIMBRIDGE_STORE_PREFIX", default_value = "scimbridge")]
         store_prefix: String,
+        #[command(flatten)]
+        tls: StoreTlsArgs,
     },
 }
 
@@ -182,8 +184,9 @@ struct ServeArgs {
 /// Where the gateway keeps its state (docs/operations.md, "State store").
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// `embedded` (one redb file, for one process) or a Redis URL (`redis://…`, `rediss://…` for
-    /// TLS, user and password in the URL for ACLs) shared by replicas.
+    /// `embedded` (one redb file, for one process) or a Redis URL shared by replicas: `redis://…`,
+    /// `rediss://…` for TLS, `redis-cluster://host:port,host:port` (`rediss-cluster://`) for a
+    /// Redis Cluster; user and password in the URL for ACLs.
     #[arg(long, env = "SCIMBRIDGE_STORE", default_value = "embedded", hide_env_values = true)]
     store: String,
     /// First part of every Redis key, so deployments can share one Redis.
@@ -192,12 +195,40 @@ struct StoreArgs {
     /// Timeout of each Redis command; a request whose state cannot be read in time answers 503.
     #[arg(long, env = "SCIMBRIDGE_STORE_TIMEOUT", default_value = "2s", value_parser = parse_nonzero_duration)]
     store_timeout: Duration,
+    #[command(flatten)]
+    tls: StoreTlsArgs,
 }
 
 impl StoreArgs {
     /// Opens the chosen store.
     async fn open(&self, data_dir: &Path) -> anyhow::Result<Opened> {
-        open_store(&self.store, &self.store_prefix, self.store_timeout, data_dir).await
+        open_store(&self.store, &self.store_prefix, self.store_timeout, &self.tls, data_dir).await
+    }
+}
+
+/// Trust and identity for a Redis store reached over TLS.
+#[derive(clap::Args)]
+struct StoreTlsArgs {
+    /// PEM CA certificates to trust for `rediss://` instead of the system's roots.
+    #[arg(long, env = "SCIMBRIDGE_STORE_TLS_CA")]
+    store_tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain, for a Redis that requires client certificates.
+    #[arg(long, env = "SCIMBRIDGE_STORE_TLS_CERT", requires = "store_tls_key")]
+    store_tls_cert: Option<PathBuf>,
+    /// PEM private key of --store-tls-cert.
+    #[arg(long, env = "SCIMBRIDGE_STORE_TLS_KEY", requires = "store_tls_cert")]
+    store_tls_key: Option<PathBuf>,
+}
+
+impl StoreTlsArgs {
+    fn load(&self) -> anyhow::Result<RedisTls> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+        let ca = self.store_tls_ca.as_deref().map(read).transpose()?;
+        let client = match (&self.store_tls_cert, &self.store_tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        Ok(RedisTls { ca, client })
     }
 }
 
@@ -205,21 +236,29 @@ impl StoreArgs {
 type Opened = (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>);
 
 /// Opens a store named as `--store` names it: `embedded` (under `data_dir`) or a Redis URL.
-async fn open_store(spec: &str, prefix: &str, timeout: Duration, data_dir: &Path) -> anyhow::Result<Opened> {
+async fn open_store(
+    spec: &str,
+    prefix: &str,
+    timeout: Duration,
+    tls: &StoreTlsArgs,
+    data_dir: &Path,
+) -> anyhow::Result<Opened> {
     if spec == "embedded" {
         let path = data_dir.join("scimbridge.redb");
         let store = RedbStore::open(&path).with_context(|| format!("open the embedded store {}", path.display()))?;
         return Ok((Arc::new(store), None));
     }
-    let redis = Arc::new(connect_redis(spec, prefix, timeout).await?);
+    let redis = Arc::new(connect_redis(spec, prefix, timeout, tls.load()?).await?);
     Ok((redis.clone(), Some(redis)))
 }
 
-async fn connect_redis(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<RedisStore> {
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        anyhow::bail!("a store is `embedded` or a redis:// or rediss:// URL");
+async fn connect_redis(url: &str, prefix: &str, timeout: Duration, tls: RedisTls) -> anyhow::Result<RedisStore> {
+    if !url.starts_with("redis") {
+        anyhow::bail!(
+            "a store is `embedded` or a Redis URL (redis://, rediss://, redis-cluster://, rediss-cluster://)"
+        );
     }
-    let config = RedisConfig { url: url.to_owned(), prefix: prefix.to_owned(), timeout };
+    let config = RedisConfig { url: url.to_owned(), prefix: prefix.to_owned(), timeout, tls };
     // The URL may carry a password: errors name the store, never the URL.
     let store = RedisStore::connect(&config).await.map_err(|e| anyhow::anyhow!("connect to the Redis store: {e}"))?;
     tracing::info!(prefix = %prefix, "state store: Redis");
@@ -720,15 +759,15 @@ async fn tenant_state(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             let n = scimbridge::store::purge(at.open().await?.as_ref(), &tenant).await?;
             eprintln!("purged {n} records of tenant `{tenant}`");
         }
-        TenantCommand::Migrate { tenant, from, to, config, data_dir, store_prefix } => {
+        TenantCommand::Migrate { tenant, from, to, config, data_dir, store_prefix, tls } => {
             check(&tenant)?;
             if from == to {
                 anyhow::bail!("--from and --to name the same store");
             }
             let data_dir = data_dir.unwrap_or_else(|| config.join("data"));
             let timeout = Duration::from_secs(5);
-            let (source, _) = open_store(&from, &store_prefix, timeout, &data_dir).await?;
-            let (target, _) = open_store(&to, &store_prefix, timeout, &data_dir).await?;
+            let (source, _) = open_store(&from, &store_prefix, timeout, &tls, &data_dir).await?;
+            let (target, _) = open_store(&to, &store_prefix, timeout, &tls, &data_dir).await?;
             let records = source.scan(&tenant).await?;
             let wanted: std::collections::BTreeSet<(ResourceKind, String, String, u64)> =
                 records.iter().map(|(k, r)| (*k, r.id.clone(), r.app_id.clone(), r.version)).collect();

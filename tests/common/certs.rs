@@ -49,10 +49,19 @@ impl Ca {
 
     /// A leaf for `localhost` and 127.0.0.1 with a key of this algorithm (e.g. RSA).
     pub fn leaf_with(&self, alg: &'static SignatureAlgorithm) -> Leaf {
+        self.issue(alg, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate (for servers that authenticate their clients), ECDSA P-256.
+    pub fn client_leaf(&self) -> Leaf {
+        self.issue(&rcgen::PKCS_ECDSA_P256_SHA256, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue(&self, alg: &'static SignatureAlgorithm, purpose: rcgen::ExtendedKeyUsagePurpose) -> Leaf {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, "scimbridge test");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![purpose];
         let key = KeyPair::generate_for(alg).expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod legacy;
+pub mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! The shared store for replicas: Redis, through one multiplexed, self-reconnecting connection
-//! (`redis::aio::ConnectionManager`).
+//! (`redis::aio::ConnectionManager`), or a Redis Cluster through the cluster client (which follows
+//! slot moves and failovers by itself). Either may use TLS with a private CA and a client
+//! certificate, and ACL users.
 //!
 //! Layout, per tenant under one hash tag so that a tenant's keys share a Redis Cluster slot and its
 //! scripts stay atomic there:
@@ -18,8 +20,10 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{AsyncCommands, Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
 
 use super::{LockToken, Record, Store, StoreError, StoreFuture};
 use crate::mapping::ResourceKind;
@@ -89,18 +93,145 @@ return 0
 /// Where to reach Redis and how to name keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, or
+    /// `redis-cluster://[user:password@]host:port,host:port…` (`rediss-cluster://` for TLS) for
+    /// a Redis Cluster given by some of its nodes.
     pub url: String,
     /// First part of every key, so several deployments can share one Redis.
     pub prefix: String,
     /// Timeout of each command; beyond it the request answers 503.
     pub timeout: Duration,
+    /// Trust and identity for TLS connections.
+    pub tls: RedisTls,
+}
+
+/// TLS material for `rediss://` connections, as PEM. Without a CA the system's roots are trusted.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// Certificates of the CA that signed the server's certificate.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate chain and private key, for servers that require client authentication.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client key is a secret: say only whether one is set.
+        f.debug_struct("RedisTls").field("ca", &self.ca.is_some()).field("client", &self.client.is_some()).finish()
+    }
+}
+
+impl RedisTls {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() }),
+            root_cert: self.ca.clone(),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
+}
+
+/// What a store URL names: one server, or a cluster by some of its nodes (each a plain URL).
+#[derive(Debug, PartialEq, Eq)]
+enum Topology {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+impl Topology {
+    /// Reads a store URL. A cluster URL lists nodes after one shared `user:password@`; Redis
+    /// Cluster has only database 0, so a path is refused.
+    fn parse(url: &str) -> Result<Self, StoreError> {
+        let cluster = |scheme: &str, rest: &str| -> Result<Self, StoreError> {
+            let (auth, hosts) = match rest.rsplit_once('@') {
+                Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                None => (String::new(), rest),
+            };
+            let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+            let nodes: Vec<String> = hosts.split(',').map(str::trim).map(|h| format!("{scheme}://{auth}{h}")).collect();
+            if hosts.split(',').any(|h| h.trim().is_empty() || h.contains('/')) {
+                return Err(StoreError::Unavailable(
+                    "a cluster URL lists host:port nodes separated by commas, without a database".into(),
+                ));
+            }
+            Ok(Self::Cluster(nodes))
+        };
+        if let Some(rest) = url.strip_prefix("redis-cluster://") {
+            cluster("redis", rest)
+        } else if let Some(rest) = url.strip_prefix("rediss-cluster://") {
+            cluster("rediss", rest)
+        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Ok(Self::Single(url.to_owned()))
+        } else {
+            Err(StoreError::Unavailable(
+                "a Redis store URL starts with redis://, rediss://, redis-cluster:// or rediss-cluster://".into(),
+            ))
+        }
+    }
+}
+
+/// One server's self-reconnecting connection, or the cluster client's: both multiplexed, both
+/// cheap to clone per command.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs a keyless command (SCAN) on the node that holds `key`'s slot: in a cluster the client
+    /// would otherwise pick any node.
+    async fn on_node_of<T: FromRedisValue>(&mut self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let value =
+                    c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))).await?;
+                Ok(T::from_redis_value(value)?)
+            }
+        }
+    }
 }
 
 /// The Redis-backed [`Store`].
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     timeout: Duration,
     put: Script,
@@ -122,18 +253,38 @@ impl RedisStore {
     /// Connects; fails when Redis cannot be reached now (later outages are answered per request
     /// and healed by reconnecting).
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            config.timeout.max(Duration::from_secs(1)) * 3,
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("connecting to Redis timed out".into()))?
-        .map_err(unavailable)?;
+        let connecting = async {
+            match Topology::parse(&config.url)? {
+                Topology::Single(url) => {
+                    let client = if config.tls.is_set() {
+                        redis::Client::build_with_tls(url.as_str(), config.tls.certificates())
+                    } else {
+                        redis::Client::open(url.as_str())
+                    }
+                    .map_err(unavailable)?;
+                    let manager_config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(config.timeout))
+                        .set_response_timeout(Some(config.timeout))
+                        .set_number_of_retries(2);
+                    let conn = ConnectionManager::new_with_config(client, manager_config).await.map_err(unavailable)?;
+                    Ok(Conn::Single(conn))
+                }
+                Topology::Cluster(nodes) => {
+                    let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                        .connection_timeout(config.timeout)
+                        .response_timeout(config.timeout)
+                        .retries(2);
+                    if config.tls.is_set() {
+                        builder = builder.certs(config.tls.certificates());
+                    }
+                    let client = builder.build().map_err(unavailable)?;
+                    Ok(Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?))
+                }
+            }
+        };
+        let conn = tokio::time::timeout(config.timeout.max(Duration::from_secs(1)) * 3, connecting)
+            .await
+            .map_err(|_| StoreError::Unavailable("connecting to Redis timed out".into()))??;
         Ok(Self {
             conn,
             prefix: config.prefix.clone(),
@@ -218,22 +369,15 @@ impl RedisStore {
 
     /// Every key of `tenant` matching `<base><part>*`, by SCAN (never KEYS, which blocks Redis).
     async fn keys_of(&self, tenant: &str, part: &str) -> Result<Vec<String>, StoreError> {
-        let base = self.base(tenant).replace('[', "\\[").replace('{', "\\{").replace('}', "\\}");
-        let pattern = format!("{base}{part}*");
+        let base = self.base(tenant);
+        let pattern = format!("{}{part}*", base.replace('[', "\\[").replace('{', "\\{").replace('}', "\\}"));
         let mut conn = self.conn.clone();
         let (mut cursor, mut out): (u64, Vec<String>) = (0, Vec::new());
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(500)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500);
+            // The tenant's hash tag puts all its keys on one node: scan that one.
+            let (next, keys): (u64, Vec<String>) = self.run(conn.on_node_of(&base, scan)).await?;
             out.extend(keys);
             if next == 0 {
                 return Ok(out);
@@ -418,6 +562,16 @@ impl Store for RedisStore {
     }
 }
 
+/// Redis servers and clusters of the tests' own, shared with the integration tests' harness.
+#[cfg(test)]
+#[path = "../../../tests/common/redis.rs"]
+mod local;
+
+#[cfg(test)]
+#[path = "../../../tests/common/certs.rs"]
+#[allow(dead_code)]
+mod certs;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,17 +582,98 @@ mod tests {
             url: std::env::var("SCIMBRIDGE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             prefix: format!("scimbridge-test-{}", uuid::Uuid::new_v4().simple()),
             timeout: Duration::from_secs(2),
+            tls: RedisTls::default(),
+        }
+    }
+
+    /// Runs the suite's tenants on `s` and removes their keys afterwards.
+    async fn run_suite(s: &RedisStore) {
+        super::super::suite::run_all(s, "t").await;
+        for case in ["a", "b", "c", "d", "e", "f", "g"] {
+            s.purge_keys(&format!("t-{case}")).await.unwrap();
+            s.purge_keys(&format!("t-{case}-other")).await.unwrap();
         }
     }
 
     #[tokio::test]
     async fn behaves_as_every_store_must() {
         let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
-        super::super::suite::run_all(&s, "t").await;
-        for case in ["a", "b", "c", "d", "e", "f", "g"] {
-            s.purge_keys(&format!("t-{case}")).await.unwrap();
-            s.purge_keys(&format!("t-{case}-other")).await.unwrap();
+        run_suite(&s).await;
+    }
+
+    #[test]
+    fn store_urls_name_a_server_or_a_cluster() {
+        use Topology::*;
+        let parse = |url: &str| Topology::parse(url).ok();
+        assert_eq!(parse("redis://u:p@h:1/2"), Some(Single("redis://u:p@h:1/2".into())));
+        assert_eq!(parse("rediss://h:1"), Some(Single("rediss://h:1".into())));
+        assert_eq!(
+            parse("redis-cluster://scim:p%40ss@a:7000, b:7001/"),
+            Some(Cluster(vec!["redis://scim:p%40ss@a:7000".into(), "redis://scim:p%40ss@b:7001".into()]))
+        );
+        assert_eq!(parse("rediss-cluster://a:1"), Some(Cluster(vec!["rediss://a:1".into()])));
+        for bad in ["redis-cluster://a:1,,b:2", "redis-cluster://a:1/3", "redis-cluster://", "http://h", "h:1"] {
+            assert!(Topology::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_behaves_as_every_store_must() {
+        let cluster = local::LocalRedis::cluster(3);
+        let s = RedisStore::connect(&RedisConfig { url: cluster.url(), ..config() }).await.expect("the cluster");
+        // Tenants hash to different masters, and each tenant's scan and purge must find its keys on its own.
+        for t in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+            s.adopt(t, ResourceKind::User, vec!["1".into(), "2".into()], "now").await.unwrap();
+        }
+        let holding = cluster
+            .ports()
+            .iter()
+            .filter(|p| {
+                let out = std::process::Command::new("redis-cli").args(["-p", &p.to_string(), "dbsize"]).output();
+                out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+            })
+            .count();
+        assert!(holding >= 2, "tenants spread over the masters ({holding} hold keys)");
+        for t in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+            assert_eq!(s.scan(t).await.unwrap().len(), 2, "{t}");
+            assert_eq!(s.purge_keys(t).await.unwrap(), 6, "{t}");
+        }
+        run_suite(&s).await;
+        // The distributed rate limit runs there too.
+        use crate::ratelimit::SharedLimiter;
+        assert_eq!(s.admit("alpha", "all", 1, 1).await, Ok(Ok(())));
+        assert!(s.admit("alpha", "all", 1, 1).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn tls_with_a_private_ca_an_acl_user_and_a_client_certificate() {
+        let ca = certs::Ca::new("redis test CA");
+        let (server, client) = (ca.leaf(), ca.client_leaf());
+        let acl = ["--user", "default", "off", "--user", "scim", "on", ">tls-pw", "~*", "&*", "+@all"];
+        let redis = local::LocalRedis::tls(&server.cert_pem, &server.key_pem, &ca.pem, true, &acl);
+        let url = redis.url().replace("rediss://", "rediss://scim:tls-pw@");
+        let tls = RedisTls {
+            ca: Some(ca.pem.as_bytes().to_vec()),
+            client: Some((client.cert_pem.as_bytes().to_vec(), client.key_pem.as_bytes().to_vec())),
+        };
+        let s = RedisStore::connect(&RedisConfig { url: url.clone(), tls: tls.clone(), ..config() })
+            .await
+            .expect("TLS with the private CA and a client certificate");
+        run_suite(&s).await;
+
+        // Each missing piece is refused: the server's CA, the client certificate, the password.
+        let untrusted = RedisTls { ca: None, ..tls.clone() };
+        let no_client = RedisTls { client: None, ..tls.clone() };
+        for (what, url, tls) in [
+            ("untrusted server", url.clone(), untrusted),
+            ("no client certificate", url.clone(), no_client),
+            ("wrong password", url.replace("tls-pw", "nope"), tls.clone()),
+            ("plain text to a TLS port", url.replace("rediss://", "redis://"), RedisTls::default()),
+        ] {
+            let c = RedisConfig { url, tls, timeout: Duration::from_millis(500), ..config() };
+            assert!(matches!(RedisStore::connect(&c).await, Err(StoreError::Unavailable(_))), "{what}");
+        }
+        assert!(!format!("{tls:?}").contains("PRIVATE KEY"), "the key stays out of debug output");
     }
 
     #[tokio::test]
