@@ -79,13 +79,12 @@ fn pair_on(config: std::path::PathBuf, tenant_extra: &str) -> Pair {
     let tenant = config.join("tenants/demo.yaml");
     let text = std::fs::read_to_string(&tenant).unwrap();
     std::fs::write(&tenant, format!("{text}{tenant_extra}")).unwrap();
-    pair_at(config, None, &redis_url(), &[])
+    pair_at(config, DemoApp::start(), None, &redis_url(), &[])
 }
 
-/// Two gateways on `config`'s demo tenant, on the Redis at `url` (the test's `own`, if given) with
-/// extra `serve` arguments.
-fn pair_at(config: std::path::PathBuf, own: Option<LocalRedis>, url: &str, extra: &[&str]) -> Pair {
-    let app = DemoApp::start();
+/// Two gateways on `config`'s demo tenant and `app`, on the Redis at `url` (the test's `own`, if
+/// given) with extra `serve` arguments.
+fn pair_at(config: std::path::PathBuf, app: DemoApp, own: Option<LocalRedis>, url: &str, extra: &[&str]) -> Pair {
     let prefix = format!("scimbridge-test-{}", uuid());
     let mut args = vec!["--store", url, "--store-prefix", prefix.as_str()];
     args.extend(extra);
@@ -417,7 +416,7 @@ async fn an_acl_user_in_the_url_is_used_and_a_wrong_password_refused_without_sho
 async fn replicas_on_a_redis_cluster_share_state_and_race_safely() {
     let cluster = LocalRedis::cluster(3);
     let url = cluster.url();
-    let pair = pair_at(demo_config(), Some(cluster), &url, &[]);
+    let pair = pair_at(demo_config(), DemoApp::start(), Some(cluster), &url, &[]);
     lifecycle(&pair).await;
     racing_creates(&pair, 5).await;
 }
@@ -437,9 +436,79 @@ async fn replicas_reach_redis_over_tls_with_a_client_certificate() {
     let (ca_file, cert_file, key_file) = (path("ca.pem"), path("client.pem"), path("client.key"));
     let url = redis.url().replace("rediss://", "rediss://scim:tls-pw@");
     let tls = ["--store-tls-ca", &ca_file, "--store-tls-cert", &cert_file, "--store-tls-key", &key_file];
-    let pair = pair_at(demo_config(), Some(redis), &url, &tls);
+    let pair = pair_at(demo_config(), DemoApp::start(), Some(redis), &url, &tls);
     lifecycle(&pair).await;
     for log in [pair.a.logs.text(), pair.b.logs.text()] {
         assert!(!log.contains("tls-pw") && !log.contains("PRIVATE KEY"), "no secret in the log");
     }
+}
+
+/// A create that holds the lock of a name the gateway keeps itself, on a slow app.
+fn kept_name_pair(create_delay_ms: u64) -> Pair {
+    let delay = create_delay_ms.to_string();
+    let app = DemoApp::start_with(&["--create-delay-ms", &delay]);
+    let config = stored_user_name_config();
+    // The app's answer must come within the call timeout: the slowness is the app's work.
+    let m = config.join("mappings/demo-app.yaml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    assert!(text.contains("timeout_ms: 10000"), "the demo mapping's timeout changed");
+    std::fs::write(&m, text.replace("timeout_ms: 10000", "timeout_ms: 30000")).unwrap();
+    pair_at(config, app, None, &redis_url(), &[])
+}
+
+fn kept_name_user(name: &str, ext: &str) -> serde_json::Value {
+    json!({"schemas": [USER], "userName": name, "externalId": ext, "active": true})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_lease_is_renewed_for_as_long_as_its_write_runs() {
+    // The app takes 12 s to create: longer than the 10 s lease, so only renewal keeps B out.
+    let pair = kept_name_pair(12_000);
+    let (a, b) = (&pair.a, &pair.b);
+    let slow = a.scim(Method::POST, "/Users", Some(kept_name_user("slow@example.com", "ext-slow")));
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.scim(Method::POST, "/Users", Some(kept_name_user("slow@example.com", "ext-other"))).await
+    };
+    let (slow, other) = tokio::join!(slow, other);
+    slow.expect(201, "the slow create");
+    other.expect_error(503, None, "B waited out its 10 s while A's lease was renewed");
+    b.scim(Method::POST, "/Users", Some(kept_name_user("slow@example.com", "ext-other"))).await.expect_error(
+        409,
+        Some("uniqueness"),
+        "B's retry sees A's user",
+    );
+    assert_eq!(a.app_account_count().await, 1, "one account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_holding_a_lock_frees_it_within_one_lease() {
+    // A's create reaches the app (which creates the account, then takes 5 s to answer) and A is
+    // killed while it holds the name's lock. Entra retries the same create on B.
+    let pair = kept_name_pair(5_000);
+    let (a, b) = (&pair.a, &pair.b);
+    let user = kept_name_user("held@example.com", "ext-held");
+    let dying = tokio::spawn({
+        let (client, url) = (reqwest::Client::new(), format!("{}/demo/scim/v2/Users", a.url));
+        let user = user.clone();
+        async move { client.post(url).bearer_auth(TOKEN).json(&user).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.app_account_count().await, 1, "the app holds A's account");
+    a.proc.signal("KILL");
+    let killed = std::time::Instant::now();
+    assert!(dying.await.unwrap().is_err(), "A never answered");
+    let answer = loop {
+        let r = b.scim(Method::POST, "/Users", Some(user.clone())).await;
+        if r.status != 503 || killed.elapsed() > Duration::from_secs(30) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    // Within one lease (10 s) and a retry, not the request timeout's worth.
+    assert!(killed.elapsed() < Duration::from_secs(12), "served after {:?}", killed.elapsed());
+    answer.expect(201, "B's retry finds A's account and records it");
+    assert_eq!(b.app_account_count().await, 1, "still one account");
+    let listed = b.filter("Users", "userName eq \"held@example.com\"", "").await;
+    assert_eq!(listed.resource_ids(), vec![answer.id()], "one user, under B's answer's id");
 }

@@ -74,11 +74,22 @@ pub struct Ops<'a> {
     scope: Option<&'a crate::tenant::scope::Scope>,
 }
 
-/// Longest a write may hold a lock (beyond the 60 s request timeout; a crashed replica's locks
-/// free themselves after this).
-const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(90);
+/// A write's lock lease, renewed while the write runs: a crashed replica's locks free themselves
+/// after at most this long.
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest a write waits for another write of the same resource or name.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `<key> eq "<value>"` for the string value of `key` in a resource body, with the value.
+fn eq_filter<'s>(scim: &'s Value, key: &str) -> Option<(&'s str, filter::Filter)> {
+    let value = get_ci(scim, key).and_then(Value::as_str)?;
+    let f = filter::Filter::Compare {
+        path: AttrPath::new(key),
+        op: filter::CompareOp::Eq,
+        value: Value::String(value.to_owned()),
+    };
+    Some((value, f))
+}
 
 fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
@@ -383,6 +394,15 @@ impl<'a> Ops<'a> {
             Err(e) if e.status == 409 && self.tenant.options.on_duplicate == OnDuplicate::ReturnExisting => {
                 return self.existing_for(&scim).await?.ok_or(e);
             }
+            // Where the gateway keeps the name, the app cannot tell a real duplicate from the residue
+            // of a create whose replica died after the app acted (the name is free here, so that
+            // is what an unrecorded object with this externalId is).
+            Err(e) if e.status == 409 && self.name_is_kept() => {
+                return match self.recover_create(&scim, &member_ids).await? {
+                    Some(w) => Ok(w),
+                    None => Err(e),
+                };
+            }
             // The request may have reached the app and only the answer was lost: look before failing,
             // so a retry does not create a second object.
             Err(e) if matches!(e.status, 502 | 504) => {
@@ -478,7 +498,7 @@ impl<'a> Ops<'a> {
     /// name, if the store has never seen it, is the one just created: it is recorded and answered.
     /// One the store knows is a real duplicate.
     async fn recover_create(&self, scim: &Value, member_ids: &[String]) -> Result<Option<Written>, ScimError> {
-        let Some((value, f)) = self.unique_name_filter(scim) else { return Ok(None) };
+        let Some((value, f)) = self.app_identity_filter(scim) else { return Ok(None) };
         let what = self.what("create");
         let found = self.unadopted_matches(&f).await?;
         let [app] = found.as_slice() else { return Ok(None) };
@@ -556,14 +576,21 @@ impl<'a> Ops<'a> {
 
     /// `userName eq "<value>"` (or `displayName` for groups) for a resource body, with the value.
     fn unique_name_filter<'s>(&self, scim: &'s Value) -> Option<(&'s str, filter::Filter)> {
-        let key = self.kind.unique_name();
-        let value = get_ci(scim, key).and_then(Value::as_str)?;
-        let f = filter::Filter::Compare {
-            path: AttrPath::new(key),
-            op: filter::CompareOp::Eq,
-            value: Value::String(value.to_owned()),
-        };
-        Some((value, f))
+        eq_filter(scim, self.kind.unique_name())
+    }
+
+    /// Whether the gateway keeps this resource type's unique name itself (`stored: true`).
+    fn name_is_kept(&self) -> bool {
+        let name = self.kind.unique_name();
+        self.rm.attributes.iter().any(|a| {
+            a.stored && a.target.as_ref().is_some_and(|t| transform::display_target(t).eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// `eq` on what names a resource in the app: its unique name, or its `externalId` where the
+    /// gateway keeps the name itself (the app then holds no other identity of it).
+    fn app_identity_filter<'s>(&self, scim: &'s Value) -> Option<(&'s str, filter::Filter)> {
+        eq_filter(scim, if self.name_is_kept() { "externalId" } else { self.kind.unique_name() })
     }
 
     /// The existing resource a duplicate create collided with (for `on_duplicate: return_existing`).

@@ -160,6 +160,16 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// Extends a held lock to expire `ttl` from now; `false` (nothing changed) if `token` no
+    /// longer holds it.
+    fn extend<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        token: &'a LockToken,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
     /// Releases a lock taken with [`Store::lock`]; a lock that expired and was taken by another
     /// holder since is left alone.
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()>;
@@ -182,17 +192,21 @@ impl Default for LockToken {
     }
 }
 
-/// A held lock, released when dropped, also when the request holding it is cancelled (a client
-/// that disconnects, a request timeout), so a lock never outlives its holder by more than a moment.
+/// A held lock: a short lease, renewed in the background while the guard lives, and released when
+/// it is dropped, also when the request holding it is cancelled (a client that disconnects, a
+/// request timeout). A process that dies (or loses its store) stops renewing, so its locks free
+/// themselves within one lease, however long its requests were meant to take.
 pub struct LockGuard {
     store: Arc<dyn Store>,
     tenant: String,
     name: String,
     token: Option<LockToken>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LockGuard {
-    /// Takes the tenant's lock `name` (see [`Store::lock`]); `None` if still held after `wait`.
+    /// Takes the tenant's lock `name` as a lease of `ttl` (see [`Store::lock`]), renewed every
+    /// third of it; `None` if still held by another after `wait`.
     pub async fn acquire(
         store: &Arc<dyn Store>,
         tenant: &str,
@@ -200,18 +214,41 @@ impl LockGuard {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Self>, StoreError> {
-        let token = store.lock(tenant, name, ttl, wait).await?;
-        Ok(token.map(|t| Self {
+        let Some(token) = store.lock(tenant, name, ttl, wait).await? else { return Ok(None) };
+        let renewal = tokio::spawn(renew(store.clone(), tenant.to_owned(), name.to_owned(), token.clone(), ttl));
+        Ok(Some(Self {
             store: store.clone(),
             tenant: tenant.to_owned(),
             name: name.to_owned(),
-            token: Some(t),
+            token: Some(token),
+            renewal: Some(renewal),
         }))
+    }
+}
+
+/// Keeps a lease alive until aborted, or until it is lost (expired while the store was out of
+/// reach, and perhaps taken by another): then the holder is no longer protected, which is logged.
+async fn renew(store: Arc<dyn Store>, tenant: String, name: String, token: LockToken, ttl: Duration) {
+    let every = ttl / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match store.extend(&tenant, &name, &token, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(tenant, lock = %name, "a lock's lease was lost while held; a concurrent change may interleave");
+                return;
+            }
+            // One failed renewal leaves two more before the lease runs out.
+            Err(e) => tracing::warn!(tenant, lock = %name, error = %e, "cannot renew a lock's lease"),
+        }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         let Some(token) = self.token.take() else { return };
         let (store, tenant, name) =
             (self.store.clone(), std::mem::take(&mut self.tenant), std::mem::take(&mut self.name));

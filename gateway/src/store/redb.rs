@@ -328,6 +328,27 @@ impl Store for RedbStore {
         })
     }
 
+    fn extend<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        token: &'a LockToken,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let key = format!("{tenant}\x1f{name}");
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match locks.get_mut(&key) {
+                Some((holder, expires)) if *holder == token.0 && *expires > now => {
+                    *expires = now + ttl;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let key = format!("{tenant}\x1f{name}");

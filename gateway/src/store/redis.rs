@@ -90,6 +90,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// Extends a lock's lease only for its holder. KEYS: the lock. ARGV: the holder's token, the new
+/// lease in milliseconds.
+const EXTEND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+
 /// Where to reach Redis and how to name keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -239,6 +246,7 @@ pub struct RedisStore {
     lookup: Script,
     gcra: Script,
     unlock: Script,
+    extend: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -294,6 +302,7 @@ impl RedisStore {
             lookup: Script::new(LOOKUP),
             gcra: Script::new(GCRA),
             unlock: Script::new(UNLOCK),
+            extend: Script::new(EXTEND),
         })
     }
 
@@ -529,6 +538,22 @@ impl Store for RedisStore {
             let mut conn = self.conn.clone();
             let taken: Option<String> = self.run(set.query_async(&mut conn)).await?;
             Ok(taken.is_some())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        token: &'a LockToken,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut inv = self.extend.key(format!("{}lock:{name}", self.base(tenant)));
+            inv.arg(&token.0).arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            let mut conn = self.conn.clone();
+            let extended: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+            Ok(extended == 1)
         })
     }
 

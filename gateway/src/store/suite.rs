@@ -100,7 +100,7 @@ pub async fn scan_and_purge_a_whole_tenant(s: &dyn Store, t: &str) {
 }
 
 /// A lock has one holder at a time; another waits for it, or gives up after its wait; an expired
-/// lock can be taken; only the holder's unlock releases it.
+/// lock can be taken; only the holder's unlock releases it and only the holder extends its lease.
 pub async fn locks_exclude_and_expire(s: &dyn Store, t: &str) {
     use std::time::Duration;
     let (long, short) = (Duration::from_secs(5), Duration::from_millis(50));
@@ -117,8 +117,19 @@ pub async fn locks_exclude_and_expire(s: &dyn Store, t: &str) {
     });
     assert!(waited.unwrap().is_some());
     // Expiry frees a lock whose holder died.
-    s.lock(t, "create:User:eve", Duration::from_millis(100), short).await.unwrap().unwrap();
-    assert!(s.lock(t, "create:User:eve", long, Duration::from_millis(500)).await.unwrap().is_some());
+    let dead = s.lock(t, "create:User:eve", Duration::from_millis(100), short).await.unwrap().unwrap();
+    let alive = s.lock(t, "create:User:eve", long, Duration::from_millis(500)).await.unwrap().expect("expired");
+    assert!(!s.extend(t, "create:User:eve", &dead, long).await.unwrap(), "a lost lease cannot be extended");
+    assert!(s.extend(t, "create:User:eve", &alive, long).await.unwrap());
+    // A renewed lease outlives its first term; nobody else's renewal counts.
+    let lease = Duration::from_millis(300);
+    let held = s.lock(t, "res:User:1", lease, short).await.unwrap().unwrap();
+    assert!(!s.extend(t, "res:User:1", &super::LockToken::new(), lease).await.unwrap(), "a stranger's renewal");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(s.extend(t, "res:User:1", &held, lease).await.unwrap());
+    }
+    assert!(s.lock(t, "res:User:1", long, short).await.unwrap().is_none(), "still held after 450 ms of renewals");
 }
 
 /// Runs every case against `s`, each under its own tenant `<prefix>-<case>`.
