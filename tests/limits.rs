@@ -43,19 +43,6 @@ fn user(name: &str) -> serde_json::Value {
     serde_json::json!({"schemas": [USER], "userName": name, "active": true})
 }
 
-/// Checks that `times` (seconds, sorted) never exceed `burst + rate × window + tolerance` in any
-/// window between two of them; returns the worst excess found (negative: room to spare).
-fn worst_window_excess(times: &[f64], rate: f64, burst: f64, tolerance: f64) -> f64 {
-    let mut worst = f64::MIN;
-    for i in 0..times.len() {
-        for j in i..times.len() {
-            let count = (j - i + 1) as f64;
-            worst = worst.max(count - (burst + rate * (times[j] - times[i]) + tolerance));
-        }
-    }
-    worst
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_creates_reaches_the_app_at_its_limit_and_none_fails() {
     const N: usize = 1000;
@@ -99,11 +86,7 @@ async fn a_burst_of_1000_creates_reaches_the_app_at_its_limit_and_none_fails() {
     assert_eq!(gw.app_account_count().await, N as u64, "the app holds exactly the created accounts");
 
     let (arrivals, peak) = gw.app_arrivals().await;
-    let creates: Vec<f64> = arrivals
-        .iter()
-        .filter(|(_, m, p)| m == "POST" && p == "/api/v1/accounts")
-        .map(|(t, _, _)| *t as f64 / 1e6)
-        .collect();
+    let creates = create_arrivals(&arrivals);
     assert_eq!(creates.len(), N, "one app create per SCIM create, no retries");
     // Every call the gateway made to the app: all that arrived up to the last create (the count
     // query above came after it).

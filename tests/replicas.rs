@@ -512,3 +512,52 @@ async fn a_replica_killed_holding_a_lock_frees_it_within_one_lease() {
     let listed = b.filter("Users", "userName eq \"held@example.com\"", "").await;
     assert_eq!(listed.resource_ids(), vec![answer.id()], "one user, under B's answer's id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_together_keep_an_apps_outbound_rate() {
+    const N: usize = 200;
+    let (rate, burst) = (40.0, 4.0);
+    let config = demo_config();
+    let tenant = config.join("tenants/demo.yaml");
+    let text = std::fs::read_to_string(&tenant).unwrap();
+    let anchor = "    api_key: \"${DEMO_APP_API_KEY}\"\n";
+    assert!(text.contains(anchor), "the demo tenant changed");
+    let limit = "  rate_limit: { per_second: 40, burst: 4, max_wait_ms: 30000 }\n";
+    std::fs::write(&tenant, text.replace(anchor, &format!("{anchor}{limit}"))).unwrap();
+    let pair = pair_at(config, DemoApp::start(), None, &redis_url(), &[]);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..32).map(|w| {
+        let gw = if w % 2 == 0 { &pair.a } else { &pair.b };
+        let next = next.clone();
+        async move {
+            let mut failed = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= N {
+                    return failed;
+                }
+                let r = gw.entra_create_user(&format!("paced-{i}@example.com")).await;
+                if r.status != 201 {
+                    failed.push((r.status, r.body));
+                }
+            }
+        }
+    });
+    let failed: Vec<_> = futures_all(workers).await.into_iter().flatten().collect();
+    assert!(failed.is_empty(), "every create succeeds: {:?}", failed.first());
+    let (arrivals, _) = pair.a.app_arrivals().await;
+    let creates = create_arrivals(&arrivals);
+    assert_eq!(creates.len(), N);
+    // As in tests/limits.rs: 50 ms of scheduling jitter and one call tolerated.
+    let excess = worst_window_excess(&creates, rate, burst, 1.0 + rate * 0.050);
+    let spread = creates[N - 1] - creates[0];
+    let least = (N as f64 - burst) / rate;
+    eprintln!(
+        "outbound across two replicas: {N} creates over {spread:.2} s (least {least:.2} s), worst window {excess:.1}"
+    );
+    assert!(excess <= 0.0, "some window of arrivals exceeds burst + rate × window by {excess:.1} calls");
+    assert!(
+        spread >= least * 0.9,
+        "{N} creates within {spread:.2} s; the shared limit allows no less than {least:.2} s"
+    );
+}

@@ -468,7 +468,7 @@ struct Front {
 }
 
 async fn run_gateway(
-    registry: Registry,
+    mut registry: Registry,
     (store, shared_limits): (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>),
     front: Front,
     public_url: Option<String>,
@@ -477,6 +477,9 @@ async fn run_gateway(
     let addr = front.listener.local_addr()?;
     let scheme = if front.cert.is_some() { "https" } else { "http" };
     let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
+    if let Some(shared) = &shared_limits {
+        registry.share_outbound_limits(shared.clone());
+    }
     let state = AppState {
         registry: Arc::new(ArcSwap::from_pointee(registry)),
         provisioner: Arc::new(Provisioner::new(store, &public_url)),

@@ -69,14 +69,30 @@ impl RateLimits {
     }
 }
 
-/// A boxed future of a shared check.
-pub type SharedFuture<'a> = Pin<Box<dyn Future<Output = Result<Result<(), Duration>, String>> + Send + 'a>>;
+/// A boxed future of a shared reservation: `Ok(Ok(wait))` the call may go after `wait`,
+/// `Ok(Err(wait))` refused (its slot lies `wait` away, beyond the caller's bound; nothing was
+/// reserved), `Err` when the shared state cannot be reached.
+pub type SharedFuture<'a> = Pin<Box<dyn Future<Output = Result<Result<Duration, Duration>, String>> + Send + 'a>>;
 
-/// A quota held across replicas: admits one request under `key` at `per_second` with `burst`, or
-/// says how long to wait; `Err` when the shared state cannot be reached.
+/// Quotas held across replicas (Redis): GCRA schedules keyed by a scope (a tenant, or an app
+/// instance for outbound limits) and a quota name within it.
 pub trait SharedLimiter: Send + Sync {
-    /// Admits one request, or says how long to wait.
-    fn admit<'a>(&'a self, tenant: &'a str, key: &'a str, per_second: u32, burst: u32) -> SharedFuture<'a>;
+    /// Reserves the next slot of quota `key` in `scope` at `per_second` with `burst`, unless it
+    /// lies more than `max_wait` away (`None`: however far).
+    fn reserve<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        per_second: u32,
+        burst: u32,
+        max_wait: Option<Duration>,
+    ) -> SharedFuture<'a>;
+}
+
+impl std::fmt::Debug for dyn SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLimiter")
+    }
 }
 
 impl RateLimits {
@@ -87,8 +103,12 @@ impl RateLimits {
             self.spec.tenant.as_ref().map(|q| ("all".to_owned(), q)),
         ];
         for (key, q) in quotas.into_iter().flatten() {
-            match shared.admit(tenant, &key, q.per_second, q.burst.unwrap_or(q.per_second)).await {
-                Ok(Ok(())) => {}
+            // Inbound requests never wait: admitted now, or answered 429.
+            match shared
+                .reserve(tenant, &key, q.per_second, q.burst.unwrap_or(q.per_second), Some(Duration::ZERO))
+                .await
+            {
+                Ok(Ok(_)) => {}
                 Ok(Err(wait)) => return Err(wait),
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "shared rate limit unreachable; the local limit alone applies");

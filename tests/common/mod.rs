@@ -729,3 +729,25 @@ pub fn without_updated_at(mut account: Value) -> Value {
     }
     account
 }
+
+/// Checks that `times` (seconds, sorted) never exceed `burst + rate × window + tolerance` in any
+/// window between two of them; returns the worst excess found (negative: room to spare).
+pub fn worst_window_excess(times: &[f64], rate: f64, burst: f64, tolerance: f64) -> f64 {
+    let mut worst = f64::MIN;
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let count = (j - i + 1) as f64;
+            worst = worst.max(count - (burst + rate * (times[j] - times[i]) + tolerance));
+        }
+    }
+    worst
+}
+
+/// The times (seconds) at which the demo app received account creates, sorted.
+pub fn create_arrivals(arrivals: &[(u64, String, String)]) -> Vec<f64> {
+    arrivals
+        .iter()
+        .filter(|(_, m, p)| m == "POST" && p == "/api/v1/accounts")
+        .map(|(t, _, _)| *t as f64 / 1e6)
+        .collect()
+}

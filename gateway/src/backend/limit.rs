@@ -10,16 +10,21 @@
 //! refused at once, before anything is sent, and reserves nothing.
 //!
 //! One [`Limiter`] serves every tenant whose backend has the same base URL (they call the same app
-//! instance), and it survives configuration reloads, so neither doubles the rate.
+//! instance), and it survives configuration reloads, so neither doubles the rate. With replicas
+//! the rate's schedule lives in Redis ([`Limiter::share`]), so all of them together keep it; the
+//! cap on calls in flight stays per process. If Redis cannot be reached, each replica keeps the
+//! rate on its own until it can.
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::ratelimit::SharedLimiter;
 
 /// Longest `max_wait` accepted: the gateway's request timeout (a longer wait could never be used).
 pub const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -124,6 +129,8 @@ pub struct Limiter {
     state: Mutex<State>,
     /// Swapped whole when `max_in_flight` changes: calls in flight release to the one they took.
     in_flight: ArcSwapOption<Semaphore>,
+    /// The schedule shared by replicas, and this app instance's scope in it.
+    shared: OnceLock<(Arc<dyn SharedLimiter>, String)>,
 }
 
 impl fmt::Debug for Limiter {
@@ -154,7 +161,21 @@ impl Limiter {
             app: app.to_owned(),
             state: Mutex::new(State { limit, schedule }),
             in_flight: ArcSwapOption::new(in_flight),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Keeps the rate's schedule in `shared` from now on (once; later calls change nothing), under
+    /// a scope named by a digest of the base URL, the same in every replica.
+    pub fn share(&self, shared: Arc<dyn SharedLimiter>) {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.app.as_bytes());
+        let _ = self.shared.set((shared, format!("app:{}", hex::encode(&digest[..8]))));
+    }
+
+    /// Whether the rate is kept with other replicas.
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -204,6 +225,23 @@ impl Limiter {
                 acquired.ok()
             }
         };
+        let now = Instant::now();
+        let remaining = bound.map(|b| b.saturating_sub(now - start));
+        if let (Some((shared, scope)), Some((per_second, burst))) = (self.shared.get(), self.limit().rate) {
+            match shared.reserve(scope, "rate", per_second, burst, remaining).await {
+                Ok(Ok(wait)) => {
+                    tokio::time::sleep(wait).await;
+                    return Ok(Permit { _place: place });
+                }
+                Ok(Err(wait)) => {
+                    tracing::warn!(app = %self.app, wait_ms = wait.as_millis() as u64, "outbound limit (shared): the wait would exceed max_wait; call refused");
+                    return Err(Refused { retry_after: wait });
+                }
+                Err(e) => {
+                    tracing::warn!(app = %self.app, error = %e, "shared outbound limit unreachable; this replica keeps the rate alone");
+                }
+            }
+        }
         let now = Instant::now();
         let remaining = bound.map(|b| b.saturating_sub(now - start));
         let slot = self.state().schedule.as_mut().map(|s| s.reserve(now, remaining)).transpose();

@@ -68,20 +68,24 @@ if not id then return false end
 return redis.call('GET', ARGV[1] .. id)
 ";
 
-/// GCRA on Redis's own clock (so replicas with skewed clocks agree). KEYS: the quota's key.
-/// ARGV: emission interval and burst tolerance, in microseconds. Returns 0 (admitted) or the
-/// wait in microseconds.
-const GCRA: &str = r"
+/// GCRA on Redis's own clock (so replicas with skewed clocks agree), in its reserving form: the
+/// next slot is at `tat - tau`; it is taken unless it lies more than `max_wait` away. KEYS: the
+/// quota's key. ARGV: emission interval, tau (how far a burst runs ahead) and max wait (-1: none),
+/// in microseconds. Returns {1, wait} (reserved: go after `wait`) or {0, wait} (refused).
+const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local tau = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local allow_at = tat + interval - tolerance
-if now < allow_at then return math.ceil(allow_at - now) end
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil(tolerance / 1000) + 1000)
-return 0
+local wait = tat - tau - now
+if wait < 0 then wait = 0 end
+if max_wait >= 0 and wait > max_wait then return {0, wait} end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+return {1, wait}
 ";
 
 /// Releases a lock only for its holder. KEYS: the lock. ARGV: the holder's token.
@@ -244,7 +248,7 @@ pub struct RedisStore {
     put: Script,
     delete: Script,
     lookup: Script,
-    gcra: Script,
+    reserve: Script,
     unlock: Script,
     extend: Script,
 }
@@ -300,7 +304,7 @@ impl RedisStore {
             put: Script::new(PUT),
             delete: Script::new(DELETE),
             lookup: Script::new(LOOKUP),
-            gcra: Script::new(GCRA),
+            reserve: Script::new(RESERVE),
             unlock: Script::new(UNLOCK),
             extend: Script::new(EXTEND),
         })
@@ -411,21 +415,25 @@ impl RedisStore {
 }
 
 impl crate::ratelimit::SharedLimiter for RedisStore {
-    fn admit<'a>(
+    fn reserve<'a>(
         &'a self,
-        tenant: &'a str,
+        scope: &'a str,
         key: &'a str,
         per_second: u32,
         burst: u32,
+        max_wait: Option<Duration>,
     ) -> crate::ratelimit::SharedFuture<'a> {
         Box::pin(async move {
-            let interval = 1_000_000 / u64::from(per_second.max(1));
-            let tolerance = interval * u64::from(burst.max(1));
-            let mut inv = self.gcra.key(format!("{}rl:{key}", self.base(tenant)));
-            inv.arg(interval).arg(tolerance);
+            let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            let interval = 1_000_000 / i64::from(per_second.max(1));
+            let tau = interval * (i64::from(burst.max(1)) - 1);
+            let mut inv = self.reserve.key(format!("{}rl:{key}", self.base(scope)));
+            inv.arg(interval).arg(tau).arg(max_wait.map_or(-1, micros));
             let mut conn = self.conn.clone();
-            let wait_us: u64 = self.run(inv.invoke_async(&mut conn)).await.map_err(|e| e.to_string())?;
-            Ok(if wait_us == 0 { Ok(()) } else { Err(Duration::from_micros(wait_us)) })
+            let (taken, wait_us): (i64, i64) =
+                self.run(inv.invoke_async(&mut conn)).await.map_err(|e| e.to_string())?;
+            let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
+            Ok(if taken == 1 { Ok(wait) } else { Err(wait) })
         })
     }
 }
@@ -666,8 +674,9 @@ mod tests {
         run_suite(&s).await;
         // The distributed rate limit runs there too.
         use crate::ratelimit::SharedLimiter;
-        assert_eq!(s.admit("alpha", "all", 1, 1).await, Ok(Ok(())));
-        assert!(s.admit("alpha", "all", 1, 1).await.unwrap().is_err());
+        let now = Some(Duration::ZERO);
+        assert_eq!(s.reserve("alpha", "all", 1, 1, now).await, Ok(Ok(Duration::ZERO)));
+        assert!(s.reserve("alpha", "all", 1, 1, now).await.unwrap().is_err());
     }
 
     #[tokio::test]
@@ -717,18 +726,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_shared_limit_admits_the_burst_then_the_rate() {
+    async fn the_shared_limit_admits_the_burst_then_the_rate_and_reserves_ahead() {
         use crate::ratelimit::SharedLimiter;
         let s = RedisStore::connect(&config()).await.expect("a Redis server for the store tests");
+        let now = Some(Duration::ZERO);
         for _ in 0..3 {
-            assert_eq!(s.admit("t", "all", 2, 3).await, Ok(Ok(())));
+            assert_eq!(s.reserve("t", "all", 2, 3, now).await, Ok(Ok(Duration::ZERO)));
         }
-        let wait = s.admit("t", "all", 2, 3).await.unwrap().unwrap_err();
+        let wait = s.reserve("t", "all", 2, 3, now).await.unwrap().unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
-        assert_eq!(s.admit("t", "other", 2, 3).await, Ok(Ok(())), "keys are separate quotas");
+        assert_eq!(s.reserve("t", "other", 2, 3, now).await, Ok(Ok(Duration::ZERO)), "keys are separate quotas");
         tokio::time::sleep(wait).await;
-        assert_eq!(s.admit("t", "all", 2, 3).await, Ok(Ok(())), "admitted again after the wait");
+        assert_eq!(s.reserve("t", "all", 2, 3, now).await, Ok(Ok(Duration::ZERO)), "admitted again after the wait");
+        // Reserving ahead (outbound calls queue): slots 100 ms apart, none beyond the bound.
+        let scope = "app:0123";
+        assert_eq!(s.reserve(scope, "rate", 10, 1, None).await, Ok(Ok(Duration::ZERO)));
+        let second = s.reserve(scope, "rate", 10, 1, None).await.unwrap().unwrap();
+        let third = s.reserve(scope, "rate", 10, 1, None).await.unwrap().unwrap();
+        assert!(second > Duration::from_millis(80) && second <= Duration::from_millis(100), "{second:?}");
+        assert!(third > Duration::from_millis(180) && third <= Duration::from_millis(200), "{third:?}");
+        let refused = s.reserve(scope, "rate", 10, 1, Some(Duration::from_millis(150))).await.unwrap().unwrap_err();
+        assert!(refused > Duration::from_millis(250), "{refused:?}: beyond the bound, and nothing reserved");
+        let fourth = s.reserve(scope, "rate", 10, 1, None).await.unwrap().unwrap();
+        assert!(fourth <= Duration::from_millis(300), "{fourth:?}: the refusal took no slot");
         s.purge_keys("t").await.unwrap();
+        s.purge_keys(scope).await.unwrap();
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use crate::auth::Authenticator;
 use crate::backend::{Auth, Backend, Limiter, OAuth2, OutboundLimit};
 use crate::config::{ConfigSet, Problem, Problems};
 use crate::mapping::{self, Mapping, ResourceKind};
+use crate::ratelimit::SharedLimiter;
 use spec::{TenantFile, TenantOptions};
 
 /// Route segments a tenant may not take, because the admin listener or future routes use them.
@@ -80,6 +81,8 @@ pub struct Registry {
     tenants: HashMap<String, Arc<Tenant>>,
     /// Outbound limiters by app instance (normalised base URL).
     limiters: HashMap<String, Arc<Limiter>>,
+    /// Where outbound rates are kept with other replicas, if anywhere.
+    shared: Option<Arc<dyn SharedLimiter>>,
 }
 
 impl Registry {
@@ -103,6 +106,14 @@ impl Registry {
         let mut ids: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Keeps every outbound rate (now and after reloads) in `shared`, with the other replicas.
+    pub fn share_outbound_limits(&mut self, shared: Arc<dyn SharedLimiter>) {
+        for l in self.limiters.values() {
+            l.share(shared.clone());
+        }
+        self.shared = Some(shared);
     }
 
     /// Compiles every mapping once and every tenant against it; reports all problems together.
@@ -199,7 +210,13 @@ impl Registry {
             }
             tenants.insert(t.id.clone(), Arc::new(t));
         }
-        Ok(Self { tenants, limiters })
+        let shared = previous.and_then(|p| p.shared.clone());
+        if let Some(shared) = &shared {
+            for l in limiters.values() {
+                l.share(shared.clone());
+            }
+        }
+        Ok(Self { tenants, limiters, shared })
     }
 }
 
