@@ -561,3 +561,43 @@ async fn two_replicas_together_keep_an_apps_outbound_rate() {
         "{N} creates within {spread:.2} s; the shared limit allows no less than {least:.2} s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_one_app_token_and_keep_it_sealed() {
+    let config = demo_config();
+    let m = config.join("mappings/demo-app.yaml");
+    let mapping = std::fs::read_to_string(&m).unwrap();
+    let key_header = "http:\n  headers:\n    X-Api-Key: \"{{ credentials.api_key }}\"\n";
+    let oauth = "http:\n  auth:\n    type: oauth2_client_credentials\n    token_url: \"{{ credentials.token_url }}\"\n    client_id: scimbridge\n    client_secret: \"{{ credentials.api_key }}\"\n";
+    assert!(mapping.contains(key_header), "the demo mapping changed");
+    std::fs::write(&m, mapping.replace(key_header, oauth)).unwrap();
+    let tenant = config.join("tenants/demo.yaml");
+    let text = std::fs::read_to_string(&tenant).unwrap();
+    let anchor = "    api_key: \"${DEMO_APP_API_KEY}\"\n";
+    let token_url = "    token_url: \"${DEMO_APP_URL}/api/v1/oauth/token\"\n";
+    std::fs::write(&tenant, text.replace(anchor, &format!("{anchor}{token_url}"))).unwrap();
+    let pair = pair_at(config, DemoApp::start(), None, &redis_url(), &[]);
+    for n in 0..10 {
+        let gw = if n % 2 == 0 { &pair.a } else { &pair.b };
+        gw.entra_create_user(&format!("tok-{n}@example.com")).await.expect(201, "create with an OAuth token");
+    }
+    let (arrivals, _) = pair.a.app_arrivals().await;
+    let fetches = arrivals.iter().filter(|(_, m, p)| m == "POST" && p == "/api/v1/oauth/token").count();
+    assert_eq!(fetches, 1, "one token for both replicas");
+    // What Redis holds is sealed: 12 bytes of nonce, the 32-character token encrypted, a 16-byte tag.
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", &redis_url(), "--scan", "--pattern", &format!("{}:{{oauth:*}}:token", pair.prefix)])
+        .output()
+        .unwrap();
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(keys.len(), 1, "one shared token: {keys:?}");
+    let raw = std::process::Command::new("redis-cli")
+        .args(["-u", &redis_url(), "--no-raw", "strlen", &keys[0]])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&raw.stdout).trim(), "(integer) 60");
+    let value =
+        std::process::Command::new("redis-cli").args(["-u", &redis_url(), "--raw", "get", &keys[0]]).output().unwrap();
+    let hex_run = value.stdout.windows(32).any(|w| w.iter().all(u8::is_ascii_hexdigit));
+    assert!(!hex_run, "the token is not stored in the clear");
+}

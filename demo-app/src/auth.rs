@@ -1,4 +1,5 @@
-//! `X-Api-Key` authentication for every `/api` route.
+//! Authentication of every `/api` route: the `X-Api-Key` header, or a bearer token issued at
+//! `/api/v1/oauth/token`.
 
 use std::sync::Arc;
 
@@ -37,10 +38,15 @@ fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Middleware rejecting requests without the right key with `401 unauthorized`.
+/// Middleware rejecting requests without the right key or a valid token with `401 unauthorized`.
 pub async fn require_api_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response> {
     let presented = request.headers().get(HEADER).map(|value| value.as_bytes());
-    if presented.is_some_and(|key| state.api_key.matches(key)) {
+    let bearer = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|key| state.api_key.matches(key)) || bearer.is_some_and(|t| state.tokens.contains(t)) {
         Ok(next.run(request).await)
     } else {
         Err(Error::Unauthorized)

@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 use scimbridge::config;
 use scimbridge::config::duration::{parse_duration, parse_nonzero_duration};
 use scimbridge::provision::Provisioner;
-use scimbridge::ratelimit::SharedLimiter;
 use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES};
 use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
@@ -21,7 +20,7 @@ use scimbridge::store::Store;
 use scimbridge::store::redb::RedbStore;
 use scimbridge::store::redis::{RedisConfig, RedisStore, RedisTls};
 use scimbridge::telemetry::{self, LogFormat};
-use scimbridge::tenant::Registry;
+use scimbridge::tenant::{Registry, Shared};
 
 #[derive(Parser)]
 #[command(name = "scimbridge", version, about = "SCIM 2.0 gateway for legacy REST applications")]
@@ -233,7 +232,7 @@ impl StoreTlsArgs {
 }
 
 /// An open store, and with Redis the rate limits all replicas share.
-type Opened = (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>);
+type Opened = (Arc<dyn Store>, Option<Shared>);
 
 /// Opens a store named as `--store` names it: `embedded` (under `data_dir`) or a Redis URL.
 async fn open_store(
@@ -249,7 +248,7 @@ async fn open_store(
         return Ok((Arc::new(store), None));
     }
     let redis = Arc::new(connect_redis(spec, prefix, timeout, tls.load()?).await?);
-    Ok((redis.clone(), Some(redis)))
+    Ok((redis.clone(), Some(Shared { limits: redis.clone(), tokens: redis })))
 }
 
 async fn connect_redis(url: &str, prefix: &str, timeout: Duration, tls: RedisTls) -> anyhow::Result<RedisStore> {
@@ -469,7 +468,7 @@ struct Front {
 
 async fn run_gateway(
     mut registry: Registry,
-    (store, shared_limits): (Arc<dyn Store>, Option<Arc<dyn SharedLimiter>>),
+    (store, shared): (Arc<dyn Store>, Option<Shared>),
     front: Front,
     public_url: Option<String>,
     watch: Option<PathBuf>,
@@ -477,8 +476,9 @@ async fn run_gateway(
     let addr = front.listener.local_addr()?;
     let scheme = if front.cert.is_some() { "https" } else { "http" };
     let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
-    if let Some(shared) = &shared_limits {
-        registry.share_outbound_limits(shared.clone());
+    let shared_limits = shared.as_ref().map(|s| s.limits.clone());
+    if let Some(shared) = shared {
+        registry.share_with_replicas(shared);
     }
     let state = AppState {
         registry: Arc::new(ArcSwap::from_pointee(registry)),

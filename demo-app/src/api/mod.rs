@@ -2,6 +2,7 @@
 
 mod accounts;
 mod members;
+mod oauth;
 mod stats;
 mod teams;
 
@@ -11,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header::LOCATION;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use serde::Serialize;
 use serde_json::json;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub create_delay: std::time::Duration,
     /// Test hook: when requests arrived.
     pub stats: stats::Stats,
+    /// Bearer tokens issued at `/oauth/token`.
+    pub tokens: oauth::Tokens,
 }
 
 /// Builds the full app: `/health` plus the authenticated `/api/v1` routes.
@@ -40,6 +43,7 @@ pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
         api_key: ApiKey::new(api_key),
         create_delay,
         stats: stats::Stats::default(),
+        tokens: oauth::Tokens::default(),
     });
     let api = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
@@ -50,7 +54,9 @@ pub fn router(api_key: &str, create_delay: std::time::Duration) -> Router {
         .route("/teams/{id}/members", get(members::list).post(members::add).put(members::set))
         .route("/teams/{id}/members/{account_id}", delete(members::remove))
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key));
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key))
+        // Added after the key check's layer: asking for a token needs the client's credentials only.
+        .route("/oauth/token", post(oauth::token));
     let hooks = Router::new()
         .route("/_stats/arrivals", get(stats::arrivals))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth::require_api_key));

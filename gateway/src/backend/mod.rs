@@ -16,7 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::mapping::call::{AppRequest, Body};
-pub use auth::{Auth, OAuth2};
+pub use auth::{Auth, CacheFuture, OAuth2, TokenCache};
 pub use limit::{Limiter, OutboundLimit};
 
 /// Largest app response the gateway reads; beyond it the call fails rather than eat memory.
@@ -109,6 +109,14 @@ impl Backend {
     /// Puts every call (each attempt, retries included) under `limiter`.
     pub fn set_limiter(&mut self, limiter: Arc<Limiter>) {
         self.limiter = Some(limiter);
+    }
+
+    /// The OAuth 2.0 client credentials, if the app is called with them.
+    pub fn oauth(&self) -> Option<&OAuth2> {
+        match self.auth.as_ref() {
+            Auth::OAuth2(o) => Some(o),
+            _ => None,
+        }
     }
 
     /// The outbound limiter, if the app has one.

@@ -438,6 +438,44 @@ impl crate::ratelimit::SharedLimiter for RedisStore {
     }
 }
 
+impl crate::backend::TokenCache for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> crate::backend::CacheFuture<'a, Option<(Vec<u8>, Duration)>> {
+        Box::pin(async move {
+            let key = format!("{}token", self.base(key));
+            let mut conn = self.conn.clone();
+            let (value, ttl_ms): (Option<Vec<u8>>, i64) = self
+                .run(redis::pipe().atomic().get(&key).pttl(&key).query_async(&mut conn))
+                .await
+                .map_err(|e| e.to_string())?;
+            // PTTL is negative for a key without expiry (never written so) or gone.
+            Ok(value.filter(|_| ttl_ms > 0).map(|v| (v, Duration::from_millis(ttl_ms.unsigned_abs()))))
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> crate::backend::CacheFuture<'a, ()> {
+        Box::pin(async move {
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let mut conn = self.conn.clone();
+            let () = self
+                .run(conn.pset_ex(format!("{}token", self.base(key)), value, ttl_ms))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+
+    fn forget<'a>(&'a self, key: &'a str, value: Vec<u8>) -> crate::backend::CacheFuture<'a, ()> {
+        Box::pin(async move {
+            // The lock's compare-and-delete: only the value this replica saw rejected goes.
+            let mut inv = self.unlock.key(format!("{}token", self.base(key)));
+            inv.arg(value);
+            let mut conn = self.conn.clone();
+            let _: i64 = self.run(inv.invoke_async(&mut conn)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+}
+
 impl Store for RedisStore {
     fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>> {
         Box::pin(async move {

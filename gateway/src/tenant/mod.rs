@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
-use crate::backend::{Auth, Backend, Limiter, OAuth2, OutboundLimit};
+use crate::backend::{Auth, Backend, Limiter, OAuth2, OutboundLimit, TokenCache};
 use crate::config::{ConfigSet, Problem, Problems};
 use crate::mapping::{self, Mapping, ResourceKind};
 use crate::ratelimit::SharedLimiter;
@@ -81,8 +81,22 @@ pub struct Registry {
     tenants: HashMap<String, Arc<Tenant>>,
     /// Outbound limiters by app instance (normalised base URL).
     limiters: HashMap<String, Arc<Limiter>>,
-    /// Where outbound rates are kept with other replicas, if anywhere.
-    shared: Option<Arc<dyn SharedLimiter>>,
+    /// What this process shares with other replicas, if it has any.
+    shared: Option<Shared>,
+}
+
+/// What replicas share beyond the store (both Redis): the outbound rate schedules of app
+/// instances and the OAuth tokens of apps.
+#[derive(Clone)]
+pub struct Shared {
+    pub limits: Arc<dyn SharedLimiter>,
+    pub tokens: Arc<dyn TokenCache>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 impl Registry {
@@ -108,12 +122,22 @@ impl Registry {
         ids
     }
 
-    /// Keeps every outbound rate (now and after reloads) in `shared`, with the other replicas.
-    pub fn share_outbound_limits(&mut self, shared: Arc<dyn SharedLimiter>) {
-        for l in self.limiters.values() {
-            l.share(shared.clone());
-        }
+    /// Keeps every outbound rate and app token (now and after reloads) in `shared`, with the
+    /// other replicas.
+    pub fn share_with_replicas(&mut self, shared: Shared) {
+        self.share(&shared);
         self.shared = Some(shared);
+    }
+
+    fn share(&self, shared: &Shared) {
+        for l in self.limiters.values() {
+            l.share(shared.limits.clone());
+        }
+        for t in self.tenants.values() {
+            if let Some(oauth) = t.backend.oauth() {
+                oauth.share(shared.tokens.clone());
+            }
+        }
     }
 
     /// Compiles every mapping once and every tenant against it; reports all problems together.
@@ -210,13 +234,11 @@ impl Registry {
             }
             tenants.insert(t.id.clone(), Arc::new(t));
         }
-        let shared = previous.and_then(|p| p.shared.clone());
-        if let Some(shared) = &shared {
-            for l in limiters.values() {
-                l.share(shared.clone());
-            }
+        let registry = Self { tenants, limiters, shared: previous.and_then(|p| p.shared.clone()) };
+        if let Some(shared) = &registry.shared {
+            registry.share(shared);
         }
-        Ok(Self { tenants, limiters, shared })
+        Ok(registry)
     }
 }
 
