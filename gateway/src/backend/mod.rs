@@ -251,7 +251,7 @@ impl Backend {
             http.request.method = %req.method,
             url.full = %format_args!("{}{}", url.origin().ascii_serialization(), url.path()),
             server.address = url.host_str(),
-            server.port = url.port_or_known_default(),
+            server.port = url.port_or_known_default().map(i64::from),
             scimbridge.app = %self.app,
             scimbridge.app.call = req.call.as_str(),
             http.request.resend_count = Empty,
@@ -260,12 +260,13 @@ impl Backend {
             otel.status_code = Empty,
         );
         if attempt > 1 {
-            span.record("http.request.resend_count", attempt - 1);
+            span.record("http.request.resend_count", i64::from(attempt - 1));
         }
         span
     }
 
-    /// Records an attempt's outcome on its span and in the metrics. HTTP client conventions: a 4xx
+    /// Records an attempt's outcome on its span (integers as `i64`: the OpenTelemetry layer
+    /// records other integer types as text) and in the metrics. HTTP client conventions: a 4xx
     /// or 5xx answer is an error of the span; only 5xx and no answer count as app errors.
     fn observe(
         &self,
@@ -276,9 +277,9 @@ impl Backend {
     ) {
         let error = match result {
             Ok(r) => {
-                span.record("http.response.status_code", r.status);
+                span.record("http.response.status_code", i64::from(r.status));
                 if r.status >= 400 {
-                    span.record("error.type", r.status);
+                    span.record("error.type", r.status.to_string());
                     span.record("otel.status_code", "error");
                 }
                 (r.status >= 500).then_some("status_5xx")

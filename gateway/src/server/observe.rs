@@ -131,7 +131,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let mut response = next.run(Request::from_parts(parts, body)).instrument(span.clone()).await;
 
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if let Some(ErrorType(Some(t))) = response.extensions().get::<ErrorType>() {
         span.record("scim.error_type", t.as_str());
     }

@@ -25,10 +25,12 @@ impl Instrumented {
 
     fn observe<'a, T: Send + 'a>(&'a self, operation: &'static str, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
         let store = self.inner.kind();
+        // A call to a server (Redis) is a client span; the embedded store works in-process.
+        let span_kind = if store == "redis" { "client" } else { "internal" };
         let span = tracing::debug_span!(
             "store",
             otel.name = %format_args!("store {operation}"),
-            otel.kind = "client",
+            otel.kind = span_kind,
             store.kind = store,
             store.operation = operation,
             error.type = Empty,

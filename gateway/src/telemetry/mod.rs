@@ -134,6 +134,7 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
             .with_threads(false)
             .with_target(false)
             .with_level(false)
+            .with_tracked_inactivity(false)
             .with_filter(FilterFn::new(exported))
     });
     // A second init (tests) keeps the first subscriber.
