@@ -634,13 +634,52 @@ fn check_metrics(received: &Received, prometheus: &str) {
     assert!(prometheus.contains("# TYPE scimbridge_request_duration_seconds histogram"));
 }
 
-/// gRPC, chosen by flags: spans and metrics arrive through the collector's gRPC services.
+/// An app stand-in that answers every call with an empty account list and keeps each call's
+/// `traceparent` header: `http://127.0.0.1:port`.
+async fn recording_app() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let app = Router::new().fallback(move |headers: HeaderMap| {
+        let keep = keep.clone();
+        async move {
+            let tp = headers.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            keep.lock().unwrap().push(tp);
+            axum::Json(json!({"accounts": [], "paging": {"total": 0}}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+/// A tenant file on the demo mapping with the demo token; `backend` and `rest` add YAML lines.
+fn tenant_file(id: &str, base_url: &str, backend: &str, rest: &str) -> String {
+    format!(
+        "id: {id}\nmapping: demo-app\nbackend:\n  base_url: \"{base_url}\"\n  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n{backend}\
+         auth:\n  tokens:\n    - label: development\n      sha256: \"7c43ef5ae21d43ce2743f770c68e24def1a43ee2f416d2438410c8af7af2ff2c\"\n{rest}"
+    )
+}
+
+/// gRPC, chosen by flags: spans and metrics arrive through the collector's gRPC services. Also
+/// what the HTTP test's sequence does not cover: the `traceparent` an app receives, inbound rate
+/// limit refusals, outbound limit waits, configuration reloads.
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_traces_and_metrics() {
     let (endpoint, received) = grpc_receiver().await;
+    let (app_url, traceparents) = recording_app().await;
+    let config = common::demo_config();
+    let outbound = "  rate_limit: { per_second: 5, burst: 1, max_wait_ms: 5000 }\n";
+    std::fs::write(config.join("tenants/paced.yaml"), tenant_file("paced", &app_url, outbound, "")).unwrap();
+    let inbound = "limits:\n  per_token: { per_second: 1, burst: 1 }\n";
+    std::fs::write(
+        config.join("tenants/limited.yaml"),
+        tenant_file("limited", &app_url.replace("127.0.0.1", "localhost"), "", inbound),
+    )
+    .unwrap();
     let data = common::temp_dir("telemetry-grpc");
     let mut gw = Gateway::serve_with(
-        &common::demo_config(),
+        &config,
         &data,
         DemoApp::start(),
         &["--otlp-endpoint", &endpoint, "--otlp-protocol", "grpc", "--otlp-header", "x-flag=grpc"],
@@ -658,6 +697,22 @@ async fn grpc_traces_and_metrics() {
         spans(r).iter().filter(|s| s.kind == SpanKind::Server).count() >= 2
     })
     .await;
+
+    // Two pages in a row under an outbound limit of 5/s with no burst: the second waits its turn.
+    let paced = gw.tenant_base("paced");
+    for _ in 0..2 {
+        gw.scim_as(common::TOKEN, Method::GET, &format!("{paced}/Users"), None, &[]).await.expect(200, "paced");
+    }
+    // One request a second per token: the second at once is refused.
+    let limited = gw.tenant_base("limited");
+    gw.scim_as(common::TOKEN, Method::GET, &format!("{limited}/Users"), None, &[]).await.expect(200, "limited");
+    gw.scim_as(common::TOKEN, Method::GET, &format!("{limited}/Users"), None, &[]).await.expect(429, "limited");
+    // A broken file is rejected, its removal applied.
+    let broken = config.join("tenants/broken.yaml");
+    std::fs::write(&broken, "id: broken\nmapping: no-such-mapping\n").unwrap();
+    assert!(gw.logs.wait_for(&["configuration change rejected"], 1, Duration::from_secs(10)).await);
+    std::fs::remove_file(&broken).unwrap();
+    assert!(gw.logs.wait_for(&["configuration reloaded"], 1, Duration::from_secs(10)).await);
     stop(&mut gw);
 
     let spans = spans(&received);
@@ -666,9 +721,39 @@ async fn grpc_traces_and_metrics() {
     assert_eq!((get.trace_id.as_str(), get.parent.as_str()), (TRACE_ID, PARENT_ID));
     let read = spans.iter().find(|s| s.name == "GET read").expect("the read call");
     assert_eq!((&read.parent, &read.trace_id), (&get.span_id, &get.trace_id));
-    let requests = last_metric(&received, "scimbridge.requests").expect("requests");
+
+    // The app received each call's own span as its parent.
+    let calls: Vec<&Span> = spans.iter().filter(|s| s.is_app_call()).collect();
+    let sent = traceparents.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3, "three list calls reached the app: {sent:?}");
+    for tp in &sent {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "a W3C traceparent: `{tp}`");
+        let call =
+            calls.iter().find(|c| c.span_id == parts[2]).unwrap_or_else(|| panic!("`{tp}` names an app call span"));
+        assert_eq!(call.trace_id, parts[1]);
+    }
+    // The wait under the outbound limit is a span of the request.
+    let waits: Vec<&Span> = spans.iter().filter(|s| s.name == "outbound limit wait").collect();
+    assert_eq!(waits.len(), 2, "one per call of `paced`");
+
+    let metric = |name: &str| last_metric(&received, name).unwrap_or_else(|| panic!("metric {name} exported"));
+    let requests = metric("scimbridge.requests");
     assert_eq!(requests.at(&[("operation", st("create")), ("status", json!(201))]), 1.0);
     assert_eq!(requests.at(&[("operation", st("get")), ("status", json!(200))]), 1.0);
+    assert_eq!(requests.at(&[("tenant", st("paced")), ("operation", st("list")), ("status", json!(200))]), 2.0);
+    assert_eq!(requests.at(&[("tenant", st("limited")), ("status", json!(429))]), 1.0);
+    let refused = metric("scimbridge.ratelimit.rejections");
+    assert_eq!((refused.unit.as_str(), refused.points.len()), ("{request}", 1));
+    assert_eq!(refused.at(&[("tenant", st("limited")), ("reason", st("token"))]), 1.0);
+    let waited = metric("scimbridge.backend.queue.wait");
+    assert_eq!((waited.unit.as_str(), waited.kind), ("s", "histogram"));
+    assert_eq!(waited.at(&[("app", st("demo-app"))]), 2.0);
+    let wait_sum = waited.points[0].sum.unwrap_or_default();
+    assert!((0.1..2.0).contains(&wait_sum), "the second call waited about 200 ms: {wait_sum} s");
+    let reloads = metric("scimbridge.config.reloads");
+    assert_eq!(reloads.at(&[("outcome", st("rejected"))]), 1.0);
+    assert_eq!(reloads.at(&[("outcome", st("applied"))]), 1.0);
     let headers = received.headers.lock().unwrap().clone();
     assert!(headers.iter().all(|h| h.get("x-flag").map(String::as_str) == Some("grpc")), "{headers:?}");
 }
