@@ -382,8 +382,8 @@ fn st(v: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 /// The standard variables select the collector (HTTP/protobuf), its headers, the service name and
-/// resource attributes; the flag adds a header. After the sequence and a SIGTERM (which flushes),
-/// the receiver holds the spans and the final cumulative metrics.
+/// resource attributes; the flag adds a header. Export intervals are long, so everything the
+/// receiver holds was flushed by the SIGTERM: the spans and the final cumulative metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn http_protobuf_traces_and_metrics() {
     let (endpoint, received) = http_receiver().await;
@@ -399,8 +399,9 @@ async fn http_protobuf_traces_and_metrics() {
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-123"),
             ("OTEL_SERVICE_NAME", "scimbridge-under-test"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+            // Nothing is due before the gateway stops: what arrives is the flush at shutdown.
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
         ],
         reqwest::Client::new(),
     );
@@ -420,6 +421,7 @@ async fn http_protobuf_traces_and_metrics() {
     assert_eq!(reqwest::get(format!("{admin}/healthz")).await.unwrap().status(), 200);
     assert_eq!(reqwest::get(format!("{admin}/readyz")).await.unwrap().status(), 200);
 
+    assert!(received.traces.lock().unwrap().is_empty(), "spans wait for the batch delay");
     stop(&mut gw);
     assert_eq!(*received.refused.lock().unwrap(), Vec::<String>::new(), "every export decodes");
     let headers = received.headers.lock().unwrap().clone();

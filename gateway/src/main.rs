@@ -394,8 +394,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => args.telemetry.config(),
         _ => telemetry::Config::default(),
     };
-    // Exporters are built on the runtime they send on.
-    let telemetry = match runtime.block_on(async { telemetry::init(cli.log_format, &telemetry) }) {
+    let telemetry = {
+        // Exporters are built on the runtime they send on.
+        let _runtime = runtime.enter();
+        telemetry::init(cli.log_format, &telemetry)
+    };
+    let telemetry = match telemetry {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: telemetry: {e}");
