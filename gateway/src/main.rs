@@ -17,6 +17,7 @@ use scimbridge::server::listener::{ConnectionLimits, MIN_HEADER_BYTES};
 use scimbridge::server::tls::{self, CertFiles, ReloadingCert};
 use scimbridge::server::{self, AppState, Limits};
 use scimbridge::store::Store;
+use scimbridge::store::instrumented::Instrumented;
 use scimbridge::store::redb::RedbStore;
 use scimbridge::store::redis::{RedisConfig, RedisStore, RedisTls};
 use scimbridge::telemetry::{self, LogFormat};
@@ -178,6 +179,54 @@ struct ServeArgs {
     store: StoreArgs,
     #[command(flatten)]
     listener: ListenerArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+/// Traces and metrics (docs/operations.md, "Telemetry"). Unset OTLP flags fall back to the
+/// standard `OTEL_EXPORTER_OTLP_*` variables; `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+/// `OTEL_TRACES_SAMPLER` and the batch and export intervals are read as the standard says.
+#[derive(clap::Args)]
+struct TelemetryArgs {
+    /// Address of the admin listener (`/metrics` for Prometheus, `/healthz`, `/readyz`); off
+    /// unless given. Keep it private: it is not authenticated.
+    #[arg(long, env = "SCIMBRIDGE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// OTLP collector to send traces and metrics to (`http://collector:4318`; over HTTP,
+    /// `/v1/traces` and `/v1/metrics` are appended). Default: `OTEL_EXPORTER_OTLP_ENDPOINT`; with
+    /// neither, nothing is exported.
+    #[arg(long, env = "SCIMBRIDGE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// OTLP transport. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else http/protobuf.
+    #[arg(long, env = "SCIMBRIDGE_OTLP_PROTOCOL", value_enum)]
+    otlp_protocol: Option<telemetry::Protocol>,
+    /// A header for every export, `name=value` (repeatable; the variable takes a comma-separated
+    /// list), in addition to `OTEL_EXPORTER_OTLP_HEADERS`.
+    #[arg(long = "otlp-header", env = "SCIMBRIDGE_OTLP_HEADERS", value_delimiter = ',', hide_env_values = true,
+          value_parser = parse_header)]
+    otlp_headers: Vec<(String, String)>,
+}
+
+impl TelemetryArgs {
+    fn config(&self) -> telemetry::Config {
+        telemetry::Config {
+            otlp: telemetry::OtlpConfig {
+                endpoint: self.otlp_endpoint.clone(),
+                protocol: self.otlp_protocol,
+                headers: self.otlp_headers.clone(),
+            },
+            prometheus: self.admin_listen.is_some(),
+        }
+    }
+}
+
+/// `name=value`, as `OTEL_EXPORTER_OTLP_HEADERS` writes one header.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        // The value may be a secret: never echo it.
+        _ => Err("expected name=value".to_owned()),
+    }
 }
 
 /// Where the gateway keeps its state (docs/operations.md, "State store").
@@ -357,7 +406,6 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
     // One TLS provider for the whole process (listener and calls to apps), set before anything uses
     // rustls; should a dependency ever enable a second provider, rustls could not pick on its own.
     // "Already installed" is fine: it can only be this one.
@@ -380,18 +428,41 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, demo_prep)) {
+    let telemetry = match &cli.command {
+        Command::Serve(args) => args.telemetry.config(),
+        _ => telemetry::Config::default(),
+    };
+    let telemetry = {
+        // Exporters are built on the runtime they send on.
+        let _runtime = runtime.enter();
+        telemetry::init(cli.log_format, &telemetry)
+    };
+    let telemetry = match telemetry {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: telemetry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli.command, demo_prep, telemetry.scrape())) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Flushes buffered spans and metrics while the runtime they are sent on still runs.
+    drop(telemetry);
+    code
 }
 
-async fn run(command: Command, demo_prep: Option<DemoPrep>) -> anyhow::Result<ExitCode> {
+async fn run(
+    command: Command,
+    demo_prep: Option<DemoPrep>,
+    scrape: Option<telemetry::Scrape>,
+) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(*args).await,
+        Command::Serve(args) => serve(*args, scrape).await,
         Command::Check { config } => Ok(check(&config)),
         Command::Explain { config, tenant, method, target, body } => explain(&config, &tenant, &method, &target, body),
         Command::Demo { config, .. } => match demo_prep {
@@ -435,7 +506,7 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs, scrape: Option<telemetry::Scrape>) -> anyhow::Result<ExitCode> {
     let Some(registry) = load(&args.config) else {
         eprintln!("refusing to start: fix the configuration above");
         return Ok(ExitCode::FAILURE);
@@ -454,16 +525,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
     let (store, shared) = args.store.open(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
-    let front = Front { listener, cert, limits: args.listener.limits() };
+    let admin = match (args.telemetry.admin_listen, scrape) {
+        (Some(addr), Some(scrape)) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+            Some(Admin { listener, scrape })
+        }
+        _ => None,
+    };
+    let front = Front { listener, cert, limits: args.listener.limits(), admin };
     run_gateway(registry, (store, shared), front, args.public_url, Some(args.config)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The listening side of the gateway: its socket, its certificate when it speaks TLS, its limits.
+/// The listening side of the gateway: its socket, its certificate when it speaks TLS, its limits,
+/// and the admin listener if there is one.
 struct Front {
     listener: tokio::net::TcpListener,
     cert: Option<Arc<ReloadingCert>>,
     limits: ConnectionLimits,
+    admin: Option<Admin>,
+}
+
+/// The admin listener: metrics and health, apart from the SCIM traffic.
+struct Admin {
+    listener: tokio::net::TcpListener,
+    scrape: telemetry::Scrape,
 }
 
 async fn run_gateway(
@@ -480,6 +566,7 @@ async fn run_gateway(
     if let Some(shared) = shared {
         registry.share_with_replicas(shared);
     }
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(store));
     let state = AppState {
         registry: Arc::new(ArcSwap::from_pointee(registry)),
         provisioner: Arc::new(Provisioner::new(store, &public_url)),
@@ -498,6 +585,19 @@ async fn run_gateway(
         }
         None => None,
     };
+    if let Some(admin) = front.admin {
+        let admin_addr = admin.listener.local_addr()?;
+        let router = server::admin::router(state.clone(), admin.scrape);
+        tokio::spawn(server::listener::serve(
+            admin.listener,
+            router,
+            None,
+            ConnectionLimits::default(),
+            shutdown_signal(),
+        ));
+        // Tests and scripts read this line to learn the admin port.
+        println!("scimbridge admin listening on http://{admin_addr}");
+    }
     // Tests and scripts read this line to learn the port.
     println!("scimbridge listening on {scheme}://{addr}");
     tracing::info!(%addr, tls = tls.is_some(), tenants = state.registry.load().len(), "serving");
@@ -545,7 +645,7 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let store = RedbStore::in_memory().context("create the demo store")?;
     let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
     println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
-    let front = Front { listener, cert: None, limits: ConnectionLimits::default() };
+    let front = Front { listener, cert: None, limits: ConnectionLimits::default(), admin: None };
     run_gateway(registry, (Arc::new(store), None), front, None, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)

@@ -56,16 +56,50 @@ impl RateLimits {
         &self.spec
     }
 
-    /// Admits one request of the token labelled `token`, or says how long to wait.
-    pub fn check(&self, token: &str) -> Result<(), Duration> {
+    /// Admits one request of the token labelled `token`, or says which limit refused it and how
+    /// long to wait.
+    pub fn check(&self, token: &str) -> Result<(), Limited> {
         let now = DefaultClock::default().now();
         if let Some(l) = &self.per_token {
-            l.check_key(&token.to_owned()).map_err(|n| n.wait_time_from(now))?;
+            l.check_key(&token.to_owned()).map_err(|n| Limited { wait: n.wait_time_from(now), by: Limit::Token })?;
         }
         if let Some(l) = &self.tenant {
-            l.check().map_err(|n| n.wait_time_from(now))?;
+            l.check().map_err(|n| Limited { wait: n.wait_time_from(now), by: Limit::Tenant })?;
         }
         Ok(())
+    }
+}
+
+/// A request refused by an inbound limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// How long until a request would be admitted.
+    pub wait: Duration,
+    pub by: Limit,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// This process's per-token limit.
+    Token,
+    /// This process's tenant-wide limit.
+    Tenant,
+    /// The per-token quota shared by replicas.
+    SharedToken,
+    /// The tenant-wide quota shared by replicas.
+    SharedTenant,
+}
+
+impl Limit {
+    /// A short fixed name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Tenant => "tenant",
+            Self::SharedToken => "shared_token",
+            Self::SharedTenant => "shared_tenant",
+        }
     }
 }
 
@@ -97,19 +131,19 @@ impl std::fmt::Debug for dyn SharedLimiter {
 
 impl RateLimits {
     /// The shared tier: the same quotas, counted across every replica.
-    pub async fn check_shared(&self, shared: &dyn SharedLimiter, tenant: &str, token: &str) -> Result<(), Duration> {
+    pub async fn check_shared(&self, shared: &dyn SharedLimiter, tenant: &str, token: &str) -> Result<(), Limited> {
         let quotas = [
-            self.spec.per_token.as_ref().map(|q| (format!("tok:{token}"), q)),
-            self.spec.tenant.as_ref().map(|q| ("all".to_owned(), q)),
+            self.spec.per_token.as_ref().map(|q| (format!("tok:{token}"), q, Limit::SharedToken)),
+            self.spec.tenant.as_ref().map(|q| ("all".to_owned(), q, Limit::SharedTenant)),
         ];
-        for (key, q) in quotas.into_iter().flatten() {
+        for (key, q, by) in quotas.into_iter().flatten() {
             // Inbound requests never wait: admitted now, or answered 429.
             match shared
                 .reserve(tenant, &key, q.per_second, q.burst.unwrap_or(q.per_second), Some(Duration::ZERO))
                 .await
             {
                 Ok(Ok(_)) => {}
-                Ok(Err(wait)) => return Err(wait),
+                Ok(Err(wait)) => return Err(Limited { wait, by }),
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "shared rate limit unreachable; the local limit alone applies");
                     return Ok(());
@@ -132,10 +166,11 @@ mod tests {
         };
         let l = RateLimits::new(&spec).unwrap();
         assert!(l.check("a").is_ok() && l.check("a").is_ok());
-        let wait = l.check("a").unwrap_err();
+        let Limited { wait, by } = l.check("a").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(by, Limit::Token);
         assert!(l.check("b").is_ok() && l.check("b").is_ok(), "another token has its own budget");
-        assert!(l.check("c").is_err(), "the tenant's burst of 4 is used up");
+        assert_eq!(l.check("c").map_err(|l| l.by), Err(Limit::Tenant), "the tenant's burst of 4 is used up");
         assert!(
             RateLimits::new(&LimitsSpec { tenant: Some(RateSpec { per_second: 0, burst: None }), per_token: None })
                 .is_err()

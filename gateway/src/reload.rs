@@ -57,7 +57,9 @@ pub fn reload(dir: &Path, registry: &ArcSwap<Registry>) -> Result<usize, config:
 }
 
 fn reload_logged(dir: &Path, registry: &ArcSwap<Registry>, why: &str) {
-    match reload(dir, registry) {
+    let result = reload(dir, registry);
+    crate::telemetry::metrics::get().config_reload(result.is_ok());
+    match result {
         Ok(n) => tracing::info!(reason = why, tenants = n, "configuration reloaded"),
         Err(problems) => {
             for p in &problems.0 {

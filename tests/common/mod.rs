@@ -244,6 +244,8 @@ pub struct Gateway {
     pub logs: Logs,
     /// `http://127.0.0.1:port`
     pub url: String,
+    /// The admin listener's `http://127.0.0.1:port`, when started with `--admin-listen`.
+    pub admin_url: Option<String>,
     pub app: Option<DemoApp>,
     /// The app URL and key when the app runs inside the gateway process (`demo`).
     pub app_url: String,
@@ -291,6 +293,7 @@ impl Gateway {
             proc,
             logs: Logs::default(),
             url: found[0].clone(),
+            admin_url: None,
             app: None,
             app_url: found[1].clone(),
             app_key: api_key,
@@ -337,9 +340,16 @@ impl Gateway {
             cmd.env("DEMO_APP_URL", &app.url).env("DEMO_APP_API_KEY", &app.api_key);
         }
         let logs = Logs::default();
-        let (proc, found) = Proc::start_logged(cmd, &["scimbridge listening on "], Some(logs.clone()));
+        let admin = args.contains(&"--admin-listen");
+        let prefixes: &[&str] = if admin {
+            &["scimbridge listening on ", "scimbridge admin listening on "]
+        } else {
+            &["scimbridge listening on "]
+        };
+        let (proc, found) = Proc::start_logged(cmd, prefixes, Some(logs.clone()));
         let (app_url, app_key) = app.map(|a| (a.url.clone(), a.api_key.clone())).unwrap_or_default();
-        Self { proc, logs, url: found[0].clone(), app: None, app_url, app_key, http }
+        let admin_url = found.get(1).cloned();
+        Self { proc, logs, url: found[0].clone(), admin_url, app: None, app_url, app_key, http }
     }
 
     /// `host:port` of the gateway's listener.
@@ -366,6 +376,7 @@ impl Gateway {
             proc,
             logs,
             url,
+            admin_url: None,
             app: None,
             app_url: app.url.clone(),
             app_key: app.api_key.clone(),

@@ -4,18 +4,27 @@
 //! retries only where a retry cannot duplicate a write (reads, and writes that never left), bounded
 //! response sizes, an optional outbound limit (`limit`) before every attempt, and no credentials in
 //! any error it returns.
+//!
+//! Each attempt is a client span (HTTP semantic conventions, the URL without its query) that the
+//! app receives as its `traceparent`, and a sample of `scimbridge.backend.duration`; a wait under
+//! the outbound limit is a span of its own and a sample of `scimbridge.backend.queue.wait`.
 
 pub mod auth;
 pub mod limit;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use opentelemetry_http::HeaderInjector;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::mapping::call::{AppRequest, Body};
+use crate::telemetry::metrics;
 pub use auth::{Auth, CacheFuture, OAuth2, TokenCache};
 pub use limit::{Limiter, OutboundLimit};
 
@@ -46,6 +55,17 @@ impl BackendError {
     pub fn maybe_delivered(&self) -> bool {
         !matches!(self, BackendError::Connect(_) | BackendError::Request(_) | BackendError::Throttled(_))
     }
+
+    /// A short fixed name, for spans (`error.type`) and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Connect(_) => "connect",
+            Self::Response(_) => "response",
+            Self::Request(_) => "request",
+            Self::Throttled(_) => "throttled",
+        }
+    }
 }
 
 /// An app's HTTP answer.
@@ -68,6 +88,8 @@ pub struct Backend {
     auth: Arc<Auth>,
     /// The app instance's outbound limit, shared with every tenant calling the same base URL.
     limiter: Option<Arc<Limiter>>,
+    /// Which app this is in metrics and spans: the mapping's name, bounded by configuration.
+    app: String,
 }
 
 impl Backend {
@@ -95,7 +117,13 @@ impl Backend {
             timeout,
             auth: Arc::new(auth),
             limiter: None,
+            app: String::new(),
         })
+    }
+
+    /// Names the app (its mapping) in metrics and spans.
+    pub fn set_app(&mut self, name: &str) {
+        name.clone_into(&mut self.app);
     }
 
     /// Which app instance this is, for sharing its outbound limit: the base URL, normalised (host
@@ -145,20 +173,28 @@ impl Backend {
     /// under the outbound limit; see [`limit`] for when a wait is refused instead.
     pub async fn send(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
         let idempotent = matches!(req.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
+        let url = self.url(req)?;
+        let call = req.call.as_str();
         let mut attempt = 1;
         let mut refreshed = false;
         let mut previous: Option<Result<AppResponse, BackendError>> = None;
         loop {
             let permit = match &self.limiter {
                 None => None,
-                Some(l) => match l.acquire(limit::may_refuse()).await {
+                Some(l) => match self.wait_turn(l).await {
                     Ok(p) => Some(p),
                     // A refused retry reports what the last attempt got, which is what happened.
-                    Err(r) => return previous.unwrap_or(Err(BackendError::Throttled(r.retry_after))),
+                    Err(r) => {
+                        metrics::get().backend_error(&self.app, call, "throttled");
+                        return previous.unwrap_or(Err(BackendError::Throttled(r.retry_after)));
+                    }
                 },
             };
-            let result = self.send_once(req).await;
+            let span = self.attempt_span(req, &url, attempt);
+            let start = Instant::now();
+            let result = self.send_once(req, url.clone()).instrument(span.clone()).await;
             drop(permit);
+            self.observe(&span, req, &result, start.elapsed());
             if result.as_ref().map_or_else(BackendError::maybe_delivered, |_| true) {
                 limit::mark_sent();
             }
@@ -185,18 +221,87 @@ impl Backend {
         }
     }
 
-    async fn send_once(&self, req: &AppRequest) -> Result<AppResponse, BackendError> {
-        let url = if req.path.starts_with("http://") || req.path.starts_with("https://") {
+    /// The URL of `req`, before its query parameters.
+    fn url(&self, req: &AppRequest) -> Result<reqwest::Url, BackendError> {
+        if req.path.starts_with("http://") || req.path.starts_with("https://") {
             // A URL the app gave us (a paging link): follow it only on the app's own origin, so
             // credentials never go elsewhere.
             let u = reqwest::Url::parse(&req.path).map_err(|_| BackendError::Request("bad URL from the app".into()))?;
             if u.origin().ascii_serialization() != self.origin {
                 return Err(BackendError::Request("refusing a URL on another origin than the app's".into()));
             }
-            req.path.clone()
+            Ok(u)
         } else {
-            format!("{}{}", self.base_url, req.path)
+            reqwest::Url::parse(&format!("{}{}", self.base_url, req.path))
+                .map_err(|_| BackendError::Request("the rendered path is not a valid URL".into()))
+        }
+    }
+
+    /// Waits for a turn under the outbound limit, in a span of its own.
+    async fn wait_turn(&self, limiter: &Limiter) -> Result<limit::Permit, limit::Refused> {
+        let span =
+            tracing::debug_span!("outbound limit", otel.name = "outbound limit wait", scimbridge.app = %self.app);
+        let start = Instant::now();
+        let turn = limiter.acquire(limit::may_refuse()).instrument(span).await;
+        if turn.is_ok() {
+            metrics::get().outbound_wait(&self.app, start.elapsed());
+        }
+        turn
+    }
+
+    /// The client span of one attempt. `url.full` leaves out the query, which may carry values
+    /// the mapping put there (filters, keys); ids in the path are fine in a span, never in a label.
+    fn attempt_span(&self, req: &AppRequest, url: &reqwest::Url, attempt: u32) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "app call",
+            otel.name = %format_args!("{} {}", req.method, req.call.as_str()),
+            otel.kind = "client",
+            http.request.method = %req.method,
+            url.full = %format_args!("{}{}", url.origin().ascii_serialization(), url.path()),
+            server.address = url.host_str(),
+            server.port = url.port_or_known_default().map(i64::from),
+            scimbridge.app = %self.app,
+            scimbridge.app.call = req.call.as_str(),
+            http.request.resend_count = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            otel.status_code = Empty,
+        );
+        if attempt > 1 {
+            span.record("http.request.resend_count", i64::from(attempt - 1));
+        }
+        span
+    }
+
+    /// Records an attempt's outcome on its span (integers as `i64`: the OpenTelemetry layer
+    /// records other integer types as text) and in the metrics. HTTP client conventions: a 4xx
+    /// or 5xx answer is an error of the span; only 5xx and no answer count as app errors.
+    fn observe(
+        &self,
+        span: &tracing::Span,
+        req: &AppRequest,
+        result: &Result<AppResponse, BackendError>,
+        took: Duration,
+    ) {
+        let error = match result {
+            Ok(r) => {
+                span.record("http.response.status_code", i64::from(r.status));
+                if r.status >= 400 {
+                    span.record("error.type", r.status.to_string());
+                    span.record("otel.status_code", "error");
+                }
+                (r.status >= 500).then_some("status_5xx")
+            }
+            Err(e) => {
+                span.record("error.type", e.kind());
+                span.record("otel.status_code", "error");
+                Some(e.kind())
+            }
         };
+        metrics::get().backend_attempt(&self.app, req.call.as_str(), took, error);
+    }
+
+    async fn send_once(&self, req: &AppRequest, url: reqwest::Url) -> Result<AppResponse, BackendError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &req.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -206,6 +311,10 @@ impl Backend {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        // The app (or a proxy before it) continues this attempt's trace; without an exporter the
+        // propagator is a no-op.
+        let cx = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
         let mut builder = self.client.request(req.method.clone(), url).headers(headers);
         builder = match self.auth.as_ref() {
             Auth::None => builder,
@@ -317,7 +426,14 @@ mod tests {
     }
 
     fn get_api() -> AppRequest {
-        AppRequest { method: Method::GET, path: "/api".into(), query: vec![], headers: vec![], body: None }
+        AppRequest {
+            call: crate::mapping::call::CallRole::Read,
+            method: Method::GET,
+            path: "/api".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        }
     }
 
     #[tokio::test]

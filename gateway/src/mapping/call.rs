@@ -6,9 +6,50 @@ use serde_json::Value;
 use super::spec::{BodyEncoding, CallSpec, IdFrom};
 use super::template::{Context, Escape, Expr, StrTemplate, TemplateError, ValueTemplate};
 
+/// Which of a mapping's calls a request comes from, named as the mapping file names it. A fixed
+/// set, so it can label metrics and spans where the rendered path (with ids) cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallRole {
+    Create,
+    /// A further call of a create sequence (`create[1]`, ...).
+    AfterCreate,
+    Read,
+    Extra,
+    Replace,
+    Delete,
+    List,
+    /// A search's single-object `lookup` call.
+    Lookup,
+    MembersList,
+    MembersAdd,
+    MembersRemove,
+    MembersSet,
+}
+
+impl CallRole {
+    /// The name, as in the mapping file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::AfterCreate => "create.after",
+            Self::Read => "read",
+            Self::Extra => "extras",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+            Self::List => "list",
+            Self::Lookup => "search.lookup",
+            Self::MembersList => "members.list",
+            Self::MembersAdd => "members.add",
+            Self::MembersRemove => "members.remove",
+            Self::MembersSet => "members.set",
+        }
+    }
+}
+
 /// A compiled call: everything but the values is fixed at load.
 #[derive(Debug)]
 pub struct Call {
+    pub role: CallRole,
     pub method: Method,
     path: StrTemplate,
     query: Vec<(String, StrTemplate)>,
@@ -28,6 +69,8 @@ pub struct Call {
 /// A rendered request, relative to the tenant's base URL: what would be sent, printable as is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppRequest {
+    /// The mapping call it was rendered from.
+    pub call: CallRole,
     pub method: Method,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -69,8 +112,8 @@ pub fn form_fields(v: &Value) -> Vec<(String, String)> {
 }
 
 impl Call {
-    /// Compiles a call spec; `what` names it in errors.
-    pub fn compile(spec: &CallSpec) -> Result<Self, String> {
+    /// Compiles a call spec, the mapping's call `role`.
+    pub fn compile(spec: &CallSpec, role: CallRole) -> Result<Self, String> {
         let method = match spec.method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
             "POST" => Method::POST,
@@ -87,6 +130,7 @@ impl Call {
             m.iter().map(|(k, v)| Ok((k.clone(), tmpl(v)?))).collect::<Result<Vec<_>, String>>()
         };
         Ok(Self {
+            role,
             method,
             path: tmpl(&spec.path)?,
             query: pairs(&spec.query)?,
@@ -126,6 +170,7 @@ impl Call {
             headers.push((k.clone(), t.render(ctx, Escape::None)?));
         }
         Ok(AppRequest {
+            call: self.role,
             method: self.method.clone(),
             path: self.path.render(ctx, Escape::PathSegment)?,
             query,

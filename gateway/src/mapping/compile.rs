@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::call::Call;
+use super::call::{Call, CallRole};
 use super::errors::ErrorMap;
 use super::pointer::Pointer;
 use super::spec::{
@@ -405,7 +405,7 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
         }
     }
     check_call_keys(spec, loc, &mut errors);
-    let mut call = |c: &super::spec::CallSpec, what: &str| match Call::compile(c) {
+    let mut call = |c: &super::spec::CallSpec, role: CallRole, what: &str| match Call::compile(c, role) {
         Ok(c) => Some(c),
         Err(m) => {
             errors.push(err(format!("{loc}.operations.{what}"), m));
@@ -414,10 +414,14 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
     };
     let ops = &spec.operations;
     let create_specs = ops.create.to_vec();
-    let create = create_specs.first().and_then(|c| call(c, "create"));
-    let after_create: Vec<Option<Call>> =
-        create_specs.iter().enumerate().skip(1).map(|(i, c)| call(c, &format!("create[{i}]"))).collect();
-    let read = call(&ops.read, "read");
+    let create = create_specs.first().and_then(|c| call(c, CallRole::Create, "create"));
+    let after_create: Vec<Option<Call>> = create_specs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| call(c, CallRole::AfterCreate, &format!("create[{i}]")))
+        .collect();
+    let read = call(&ops.read, CallRole::Read, "read");
     let update: Vec<Option<Call>> = match &ops.replace {
         Some(r) => {
             let calls = r.to_vec();
@@ -425,18 +429,20 @@ fn compile_resource(kind: ResourceKind, spec: &ResourceSpec, loc: &str) -> Resul
             calls
                 .into_iter()
                 .enumerate()
-                .map(|(i, c)| call(c, &if many { format!("replace[{i}]") } else { "replace".to_owned() }))
+                .map(|(i, c)| {
+                    call(c, CallRole::Replace, &if many { format!("replace[{i}]") } else { "replace".to_owned() })
+                })
                 .collect()
         }
         None => Vec::new(),
     };
-    let delete = call(&ops.delete, "delete");
+    let delete = call(&ops.delete, CallRole::Delete, "delete");
     let mut list = compile_list(&ops.list, full, &format!("{loc}.operations.list"), &mut errors);
     let mut extras = Vec::new();
     for (i, e) in spec.extras.iter().enumerate() {
         let eloc = format!("{loc}.extras[{i}]");
         let into = parse_pointer(&e.into, &format!("{eloc}.into"), &mut errors);
-        match (into, Call::compile(&e.request)) {
+        match (into, Call::compile(&e.request, CallRole::Extra)) {
             (Some(into), Ok(call)) if !into.is_root() => extras.push(Extra { into, call, optional: e.optional }),
             (Some(_), Ok(_)) => errors.push(err(format!("{eloc}.into"), "`into` must name a field")),
             (_, Err(m)) => errors.push(err(format!("{eloc}.request"), m)),
@@ -724,7 +730,7 @@ fn compile_list(
     loc: &str,
     errors: &mut Vec<CompileError>,
 ) -> Option<ListMapping> {
-    let call = match Call::compile(&spec.request) {
+    let call = match Call::compile(&spec.request, CallRole::List) {
         Ok(c) => Some(c),
         Err(m) => {
             errors.push(err(format!("{loc}.request"), m));
@@ -758,7 +764,7 @@ fn compile_list(
         };
         let query = compile_pairs(&s.query, &sloc, errors);
         let lookup = match (&s.lookup, s.query.is_empty()) {
-            (Some(c), true) => match Call::compile(c) {
+            (Some(c), true) => match Call::compile(c, CallRole::Lookup) {
                 Ok(c) => Some(c),
                 Err(m) => {
                     errors.push(err(format!("{sloc}.lookup"), m));
@@ -872,17 +878,17 @@ fn compile_members(spec: &MembersSpec, loc: &str, errors: &mut Vec<CompileError>
             return None;
         }
     };
-    let mut call = |c, what: &str| match Call::compile(c) {
+    let mut call = |c, role, what: &str| match Call::compile(c, role) {
         Ok(c) => Some(c),
         Err(m) => {
             errors.push(err(format!("{loc}.{what}"), m));
             None
         }
     };
-    let list = call(&spec.list.request, "list.request");
-    let add = spec.add.as_ref().map(|c| call(c, "add"));
-    let remove = spec.remove.as_ref().map(|c| call(c, "remove"));
-    let set = spec.set.as_ref().map(|c| call(c, "set"));
+    let list = call(&spec.list.request, CallRole::MembersList, "list.request");
+    let add = spec.add.as_ref().map(|c| call(c, CallRole::MembersAdd, "add"));
+    let remove = spec.remove.as_ref().map(|c| call(c, CallRole::MembersRemove, "remove"));
+    let set = spec.set.as_ref().map(|c| call(c, CallRole::MembersSet, "set"));
     match (&spec.add, &spec.remove, &spec.set) {
         (Some(_), Some(_), _) | (None, None, Some(_)) => {}
         _ => errors.push(CompileError {

@@ -13,6 +13,7 @@ use super::AppState;
 use super::response::ErrorResponse;
 use crate::auth::{self, Principal};
 use crate::scim::error::ScimError;
+use crate::telemetry::metrics;
 use crate::tenant::Tenant;
 
 /// The deepest JSON a request body may nest; SCIM resources need a handful of levels.
@@ -50,7 +51,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
-        let tenant = path_tenant(parts, state, &app).await.ok_or_else(unauthorized)?;
+        let Some(tenant) = path_tenant(parts, state, &app).await else {
+            metrics::get().auth_failure(metrics::UNKNOWN, "unknown_tenant");
+            return Err(unauthorized());
+        };
         let presented = parts.headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(auth::bearer);
         let principal = match presented {
             None => Err(auth::Rejection::Missing),
@@ -58,6 +62,7 @@ where
         };
         let principal = principal.map_err(|why| {
             tracing::info!(tenant = %tenant.id, reason = why.reason(), detail = %why, "request refused");
+            metrics::get().auth_failure(&tenant.id, why.reason());
             unauthorized()
         })?;
         if let Err(wait) = admit(&app, &tenant, &principal.label).await {
@@ -67,13 +72,17 @@ where
     }
 }
 
-/// Checks the tenant's rate limits for `key`: this process's, then the replicas' shared ones.
+/// Checks the tenant's rate limits for `key`: this process's, then the replicas' shared ones; a
+/// refusal is counted by the limit that refused, and says how long to wait.
 pub async fn admit(app: &AppState, tenant: &Tenant, key: &str) -> Result<(), std::time::Duration> {
-    tenant.limits.check(key)?;
-    match &app.shared_limits {
-        Some(shared) => tenant.limits.check_shared(shared.as_ref(), &tenant.id, key).await,
-        None => Ok(()),
-    }
+    let checked = match (tenant.limits.check(key), &app.shared_limits) {
+        (Ok(()), Some(shared)) => tenant.limits.check_shared(shared.as_ref(), &tenant.id, key).await,
+        (local, _) => local,
+    };
+    checked.map_err(|refused| {
+        metrics::get().rate_limited(&tenant.id, refused.by.as_str());
+        refused.wait
+    })
 }
 
 /// 429 with `Retry-After` in whole seconds (at least 1) and a SCIM error body.

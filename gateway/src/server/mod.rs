@@ -1,13 +1,17 @@
 //! The HTTP server: routes, request limits, and the shape of every response.
 //!
-//! Layers (outermost first): SCIM-shaped error bodies for anything the framework rejects, a request
-//! timeout, a body-size limit. Handlers live in `scim` (tenant endpoints) and here (admin). The
-//! connections under them (accept, TLS, HTTP/1.1 and HTTP/2, connection limits, graceful drain)
-//! are `listener`'s; the TLS configuration and certificate reload are `tls`'s.
+//! Layers (outermost first): the request's span, metrics and request id (`observe`), SCIM-shaped
+//! error bodies for anything the framework rejects, a request timeout, a body-size limit. Handlers
+//! live in `scim` (tenant endpoints) and here (health). The admin listener's routes (metrics,
+//! health) are `admin`'s. The connections under them (accept, TLS, HTTP/1.1 and HTTP/2, connection
+//! limits, graceful drain) are `listener`'s; the TLS configuration and certificate reload are
+//! `tls`'s.
 
+pub mod admin;
 pub mod extract;
 pub mod listener;
 pub mod oauth;
+pub mod observe;
 pub mod response;
 pub mod scim;
 pub mod tls;
@@ -88,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn(scim_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }
 

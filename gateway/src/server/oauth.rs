@@ -110,6 +110,7 @@ pub async fn token(
         }
         Err(IssueError::InvalidClient) => {
             tracing::info!(tenant = %tenant.id, reason = "invalid_client", "token request refused");
+            crate::telemetry::metrics::get().auth_failure(&tenant.id, "invalid_client");
             invalid_client()
         }
         Err(IssueError::Signing) => error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "cannot sign a token"),

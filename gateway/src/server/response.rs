@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::scim::error::ScimError;
+use crate::scim::error::{ScimError, ScimType};
 
 /// The SCIM media type (RFC 7644 §3.1).
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -52,6 +52,11 @@ impl IntoResponse for Scim {
 /// A SCIM error as an HTTP response.
 pub struct ErrorResponse(pub ScimError);
 
+/// The `scimType` of an error response, kept in the response's extensions for the request's span
+/// (the body is already bytes by then).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorType(pub Option<ScimType>);
+
 impl From<ScimError> for ErrorResponse {
     fn from(e: ScimError) -> Self {
         Self(e)
@@ -78,7 +83,9 @@ impl IntoResponse for ErrorResponse {
             tracing::warn!(status = e.status, detail = %e.detail, "request failed");
         }
         let bytes = serde_json::to_vec(&e.to_json()).unwrap_or_default();
-        (status, headers, bytes).into_response()
+        let mut response = (status, headers, bytes).into_response();
+        response.extensions_mut().insert(ErrorType(e.scim_type));
+        response
     }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Every key is scoped by tenant and resource type, so one tenant's ids can never name another's
 //! records. [`Store`] is the seam: `redb` (embedded, the default, one process) and `redis` (shared
-//! by replicas) implement it, and `suite` holds the tests both must pass.
+//! by replicas) implement it, `suite` holds the tests both must pass, and `instrumented` wraps
+//! either with a span and a duration metric per call.
 
+pub mod instrumented;
 pub mod redb;
 pub mod redis;
 #[cfg(test)]
@@ -26,6 +28,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// A short fixed name, for spans and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Corrupt(_) => "corrupt",
+        }
+    }
 }
 
 /// What the store holds per resource.
@@ -81,6 +93,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 /// Tenant-scoped persistence of [`Record`]s with lookups by SCIM id, app id and externalId.
 pub trait Store: Send + Sync + 'static {
+    /// Which store this is (`redb`, `redis`): a metric label and span attribute.
+    fn kind(&self) -> &'static str;
+
     /// The record with SCIM id `id`.
     fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>>;
 
@@ -215,7 +230,9 @@ impl LockGuard {
         wait: Duration,
     ) -> Result<Option<Self>, StoreError> {
         let Some(token) = store.lock(tenant, name, ttl, wait).await? else { return Ok(None) };
-        let renewal = tokio::spawn(renew(store.clone(), tenant.to_owned(), name.to_owned(), token.clone(), ttl));
+        let renewal = renew(store.clone(), tenant.to_owned(), name.to_owned(), token.clone(), ttl);
+        // Renewals belong to the write's trace.
+        let renewal = tokio::spawn(tracing::Instrument::in_current_span(renewal));
         Ok(Some(Self {
             store: store.clone(),
             tenant: tenant.to_owned(),
@@ -254,11 +271,13 @@ impl Drop for LockGuard {
             (self.store.clone(), std::mem::take(&mut self.tenant), std::mem::take(&mut self.name));
         // Drop cannot wait; outside a runtime (never in the server) the lock simply expires.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+            // In the span that held the lock, so the release shows in the request's trace.
+            let release = async move {
                 if let Err(e) = store.unlock(&tenant, &name, token).await {
                     tracing::warn!(tenant, error = %e, "cannot release a lock; it expires by itself");
                 }
-            });
+            };
+            rt.spawn(tracing::Instrument::in_current_span(release));
         }
     }
 }

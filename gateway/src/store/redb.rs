@@ -143,6 +143,10 @@ fn write_record(
 }
 
 impl Store for RedbStore {
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+
     fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>> {
         let k = key(tenant, kind, id);
         self.blocking(move |db| {

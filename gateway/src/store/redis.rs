@@ -477,6 +477,10 @@ impl crate::backend::TokenCache for RedisStore {
 }
 
 impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     fn get<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, Option<Record>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();

@@ -297,7 +297,10 @@ fn build_tenant(
         }
     };
     let backend = match Backend::new(&file.backend.base_url.0, timeout, auth) {
-        Ok(b) => Some(b),
+        Ok(mut b) => {
+            b.set_app(&file.mapping);
+            Some(b)
+        }
         Err(e) => {
             problems.push(Problem::file(path, format!("backend: {e}")));
             None

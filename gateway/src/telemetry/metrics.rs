@@ -1,0 +1,192 @@
+//! The gateway's metric instruments, and their Prometheus text rendering for the admin listener.
+//!
+//! Every label value comes from a fixed set or from configuration (tenant ids, mapping names),
+//! never from a request: no resource ids, user names, raw paths or token values, so the number of
+//! series stays bounded whatever clients send. A tenant id a request names but the configuration
+//! does not is [`UNKNOWN`].
+//!
+//! The instruments bind to the meter provider installed when they are first used, which
+//! `telemetry::init` does before anything serves; until then (and in unit tests) they are no-ops.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+/// The label value for a tenant, resource or operation the gateway does not know.
+pub const UNKNOWN: &str = "unknown";
+
+/// Buckets for request and app call durations, in seconds: 5 ms to the 60 s request timeout.
+const LATENCY: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Buckets for store calls, in seconds: an embedded store answers in microseconds, Redis in a
+/// millisecond or so, a struggling one within its timeout (2 s by default).
+const STORE_LATENCY: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// Buckets for outbound limit waits, in seconds: zero (no wait) apart, up to the longest
+/// `max_wait_ms` allowed.
+const WAIT: &[f64] = &[0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// The instruments.
+pub struct Metrics {
+    requests: Counter<u64>,
+    request_duration: Histogram<f64>,
+    backend_duration: Histogram<f64>,
+    backend_errors: Counter<u64>,
+    outbound_wait: Histogram<f64>,
+    rate_limited: Counter<u64>,
+    store_duration: Histogram<f64>,
+    config_reloads: Counter<u64>,
+    auth_failures: Counter<u64>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new(&opentelemetry::global::meter("scimbridge")));
+
+/// The process's instruments.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+fn histogram(meter: &Meter, name: &'static str, description: &'static str, buckets: &[f64]) -> Histogram<f64> {
+    meter.f64_histogram(name).with_unit("s").with_description(description).with_boundaries(buckets.to_vec()).build()
+}
+
+fn counter(meter: &Meter, name: &'static str, unit: &'static str, description: &'static str) -> Counter<u64> {
+    meter.u64_counter(name).with_unit(unit).with_description(description).build()
+}
+
+impl Metrics {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            requests: counter(meter, "scimbridge.requests", "{request}", "SCIM requests answered"),
+            request_duration: histogram(meter, "scimbridge.request.duration", "Time to answer a SCIM request", LATENCY),
+            backend_duration: histogram(
+                meter,
+                "scimbridge.backend.duration",
+                "Time of one HTTP attempt to an app, until its answer is read",
+                LATENCY,
+            ),
+            backend_errors: counter(
+                meter,
+                "scimbridge.backend.errors",
+                "{error}",
+                "App call attempts without a usable answer, and 5xx answers",
+            ),
+            outbound_wait: histogram(
+                meter,
+                "scimbridge.backend.queue.wait",
+                "Time an app call waited for its turn under the app's outbound limit",
+                WAIT,
+            ),
+            rate_limited: counter(
+                meter,
+                "scimbridge.ratelimit.rejections",
+                "{request}",
+                "Requests refused with 429 by an inbound rate limit",
+            ),
+            store_duration: histogram(
+                meter,
+                "scimbridge.store.duration",
+                "Time of one state store call",
+                STORE_LATENCY,
+            ),
+            config_reloads: counter(
+                meter,
+                "scimbridge.config.reloads",
+                "{reload}",
+                "Configuration reloads, by outcome",
+            ),
+            auth_failures: counter(
+                meter,
+                "scimbridge.auth.failures",
+                "{request}",
+                "Requests refused with 401, by reason",
+            ),
+        }
+    }
+
+    /// One answered request. `status` is the HTTP status sent.
+    pub fn request(&self, tenant: &str, resource: &'static str, operation: &'static str, status: u16, took: Duration) {
+        let labels = [
+            KeyValue::new("tenant", tenant.to_owned()),
+            KeyValue::new("resource", resource),
+            KeyValue::new("operation", operation),
+            KeyValue::new("status", i64::from(status)),
+        ];
+        self.requests.add(1, &labels);
+        self.request_duration.record(took.as_secs_f64(), &labels);
+    }
+
+    /// One attempt of an app call (`call` as the mapping names it), answered or not.
+    pub fn backend_attempt(&self, app: &str, call: &'static str, took: Duration, error: Option<&'static str>) {
+        let labels = [KeyValue::new("app", app.to_owned()), KeyValue::new("call", call)];
+        self.backend_duration.record(took.as_secs_f64(), &labels);
+        if let Some(error) = error {
+            self.backend_error(app, call, error);
+        }
+    }
+
+    /// An app call that failed without an attempt finishing (`throttled`: refused by the limit).
+    pub fn backend_error(&self, app: &str, call: &'static str, error: &'static str) {
+        let labels = [KeyValue::new("app", app.to_owned()), KeyValue::new("call", call), KeyValue::new("error", error)];
+        self.backend_errors.add(1, &labels);
+    }
+
+    /// A wait for a turn under an app's outbound limit that ended with the turn.
+    pub fn outbound_wait(&self, app: &str, waited: Duration) {
+        self.outbound_wait.record(waited.as_secs_f64(), &[KeyValue::new("app", app.to_owned())]);
+    }
+
+    /// A request refused by an inbound limit; `reason` names the limit.
+    pub fn rate_limited(&self, tenant: &str, reason: &'static str) {
+        self.rate_limited.add(1, &[KeyValue::new("tenant", tenant.to_owned()), KeyValue::new("reason", reason)]);
+    }
+
+    /// One store call.
+    pub fn store_call(&self, store: &'static str, operation: &'static str, ok: bool, took: Duration) {
+        let labels = [
+            KeyValue::new("store", store),
+            KeyValue::new("operation", operation),
+            KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+        ];
+        self.store_duration.record(took.as_secs_f64(), &labels);
+    }
+
+    /// A configuration reload, swapped in or rejected.
+    pub fn config_reload(&self, applied: bool) {
+        self.config_reloads.add(1, &[KeyValue::new("outcome", if applied { "applied" } else { "rejected" })]);
+    }
+
+    /// A refused authentication; `reason` as `auth::Rejection::reason` names it.
+    pub fn auth_failure(&self, tenant: &str, reason: &'static str) {
+        self.auth_failures.add(1, &[KeyValue::new("tenant", tenant.to_owned()), KeyValue::new("reason", reason)]);
+    }
+}
+
+/// The metrics as a Prometheus scrape sees them.
+#[derive(Clone)]
+pub struct Scrape {
+    registry: prometheus::Registry,
+}
+
+/// The content type of [`Scrape::render`]'s text.
+pub const PROMETHEUS_TEXT: &str = prometheus::TEXT_FORMAT;
+
+impl Scrape {
+    /// The current values in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+/// A metric reader collecting for Prometheus on each scrape, and the scrape handle. Instrument
+/// names become Prometheus names with the unit and `_total` suffixes (`scimbridge_requests_total`,
+/// `scimbridge_request_duration_seconds`).
+pub fn prometheus_reader() -> Result<(opentelemetry_prometheus::PrometheusExporter, Scrape), String> {
+    let registry = prometheus::Registry::new();
+    let exporter = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .scope_info_enabled(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((exporter, Scrape { registry }))
+}

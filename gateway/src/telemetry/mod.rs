@@ -1,0 +1,165 @@
+//! Telemetry: structured logs through `tracing` (JSON for machines or compact text for people),
+//! traces and metrics over OTLP (`otlp`), and the metric instruments with their Prometheus text
+//! rendering (`metrics`).
+//!
+//! Spans are `tracing` spans; when an OTLP endpoint is configured, `tracing-opentelemetry` turns
+//! the gateway's own spans into OpenTelemetry spans. Without one, no exporter, processor or thread
+//! exists and the OpenTelemetry layer is absent: the spans cost what a disabled `tracing` span
+//! costs, and the metric instruments are no-ops unless the Prometheus endpoint is on.
+//! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
+
+pub mod metrics;
+pub mod otlp;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Level, Metadata};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::FilterFn;
+use tracing_subscriber::fmt;
+use tracing_subscriber::prelude::*;
+
+pub use metrics::Scrape;
+pub use otlp::{OtlpConfig, Protocol};
+
+/// The `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name one.
+const SERVICE_NAME: &str = "scimbridge";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// What to export besides logs.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// OTLP export; it runs only for signals that have an endpoint (see [`OtlpConfig`]).
+    pub otlp: OtlpConfig,
+    /// Keep metrics for a Prometheus scrape (the admin listener's `/metrics`).
+    pub prometheus: bool,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
+    #[error("Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+/// The running exporters. Dropping it flushes buffered spans and metrics and stops the exporters;
+/// drop it while the runtime that [`init`] ran in is still alive (exports run on it).
+#[must_use = "dropping the guard stops the exporters"]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+    scrape: Option<Scrape>,
+}
+
+impl Telemetry {
+    /// The Prometheus scrape source, when [`Config::prometheus`] asked for one.
+    pub fn scrape(&self) -> Option<Scrape> {
+        self.scrape.clone()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        // Errors here can only be reported to the log that is shutting down with them.
+        if let Some(t) = self.tracer.take()
+            && let Err(e) = t.shutdown()
+        {
+            eprintln!("telemetry: flushing spans failed: {e}");
+        }
+        if let Some(m) = self.meter.take()
+            && let Err(e) = m.shutdown()
+        {
+            eprintln!("telemetry: flushing metrics failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber (`RUST_LOG` overrides the log level, `info`), and with `config`
+/// the OTLP exporters and the Prometheus reader. Call it inside the Tokio runtime that serves:
+/// the exporters send on it.
+pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryError> {
+    let resource = resource();
+    let traces = config.otlp.traces()?;
+    let metrics_signal = config.otlp.metrics()?;
+    let tracer = match &traces {
+        Some(signal) => Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(otlp::span_exporter(signal)?)
+                .with_resource(resource.clone())
+                .build(),
+        ),
+        None => None,
+    };
+    let mut scrape = None;
+    let mut meter = None;
+    if metrics_signal.is_some() || config.prometheus {
+        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(signal) = &metrics_signal {
+            builder = builder.with_reader(PeriodicReader::builder(otlp::metric_exporter(signal)?).build());
+        }
+        if config.prometheus {
+            let (reader, s) = metrics::prometheus_reader().map_err(TelemetryError::Prometheus)?;
+            builder = builder.with_reader(reader);
+            scrape = Some(s);
+        }
+        let provider = builder.build();
+        opentelemetry::global::set_meter_provider(provider.clone());
+        meter = Some(provider);
+    }
+
+    let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match format {
+        LogFormat::Json => fmt::layer().json().with_current_span(true).with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => fmt::layer().compact().with_writer(std::io::stderr).boxed(),
+    };
+    let otel = tracer.as_ref().map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("scimbridge"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_level(false)
+            .with_tracked_inactivity(false)
+            .with_filter(FilterFn::new(exported))
+    });
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(logs)).with(otel).try_init();
+    if let Some(signal) = traces.as_ref().or(metrics_signal.as_ref()) {
+        let (traces, metrics) = (traces.is_some(), metrics_signal.is_some());
+        tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, "OTLP export on");
+    }
+    Ok(Telemetry { tracer, meter, scrape })
+}
+
+/// What becomes OpenTelemetry data: the gateway's own spans (its request, app, store and limiter
+/// spans, some at `debug`), and warnings and errors as span events. Other log events stay in the
+/// log, so request details logged at `info` or `debug` do not travel to the collector.
+fn exported(meta: &Metadata<'_>) -> bool {
+    let ours = meta.target().starts_with("scimbridge");
+    if meta.is_span() { ours && *meta.level() <= Level::DEBUG } else { *meta.level() <= Level::WARN }
+}
+
+/// `service.name` (ours unless the standard variables name one), `service.version`, and what
+/// `OTEL_RESOURCE_ATTRIBUTES` adds.
+fn resource() -> Resource {
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .is_ok_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+    let builder = Resource::builder().with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if named { builder.build() } else { builder.with_service_name(SERVICE_NAME).build() }
+}

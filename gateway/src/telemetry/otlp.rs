@@ -1,0 +1,325 @@
+//! OTLP export settings and exporters: which signals export where, resolved from `serve`'s flags
+//! and the standard `OTEL_*` variables, and the span and metric exporters for them, over
+//! HTTP/protobuf or gRPC.
+//!
+//! HTTP/protobuf exports are sent by a reqwest client (rustls, like every other outbound call) on
+//! the gateway's Tokio runtime: the SDK's batch processors run on their own threads and only wait
+//! for the answer, so no second runtime and no blocking client exist. gRPC goes through tonic,
+//! whose channel also lives on the runtime.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// How long one export may take, as the OTLP specification's default.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Protobuf over HTTP (`/v1/traces`, `/v1/metrics` under the endpoint), usually port 4318.
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC, usually port 4317.
+    #[value(name = "grpc")]
+    Grpc,
+}
+
+impl Protocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::Grpc => "grpc",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, OtlpError> {
+        match s.trim() {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "grpc" => Ok(Self::Grpc),
+            other => Err(OtlpError::Protocol(other.to_owned())),
+        }
+    }
+}
+
+/// Why an exporter could not be set up. Never carries header values (they hold API keys).
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    #[error("OTLP protocol `{0}` is not supported; use http/protobuf or grpc")]
+    Protocol(String),
+    #[error("OTLP header `{0}` is not a valid header name and value")]
+    Header(String),
+    #[error("OTLP export needs the Tokio runtime")]
+    NoRuntime,
+    #[error("OTLP HTTP client: {0}")]
+    Client(String),
+    #[error("OTLP exporter: {0}")]
+    Build(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
+/// `serve`'s OTLP flags. Anything left unset falls back to the standard variables, which the
+/// exporter reads itself (`OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`, `…_HEADERS`,
+/// `…_TIMEOUT`, `…_COMPRESSION`).
+#[derive(Debug, Clone, Default)]
+pub struct OtlpConfig {
+    /// Base URL of the collector; over HTTP, `/v1/traces` and `/v1/metrics` are appended to it, as
+    /// to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// Sent with every export (e.g. a vendor's API key), besides `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A telemetry signal and the names of its variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Traces,
+    Metrics,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+        }
+    }
+    fn var(self, suffix: &str) -> String {
+        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", self.name().to_ascii_uppercase())
+    }
+}
+
+/// One signal's export, resolved: it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    kind: Kind,
+    pub protocol: Protocol,
+    /// The URL to send to; `None` leaves it to the standard variables.
+    endpoint: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl OtlpConfig {
+    /// The trace export, if one is configured.
+    pub fn traces(&self) -> Result<Option<Signal>, OtlpError> {
+        self.signal(Kind::Traces, &|k| std::env::var(k).ok())
+    }
+
+    /// The metric export, if one is configured.
+    pub fn metrics(&self) -> Result<Option<Signal>, OtlpError> {
+        self.signal(Kind::Metrics, &|k| std::env::var(k).ok())
+    }
+
+    /// A signal exports when an endpoint is given (flag, generic or per-signal variable), unless
+    /// `OTEL_SDK_DISABLED=true` or `OTEL_<SIGNAL>_EXPORTER` names no `otlp` exporter.
+    fn signal(&self, kind: Kind, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Signal>, OtlpError> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let exporter_var = format!("OTEL_{}_EXPORTER", kind.name().to_ascii_uppercase());
+        if set(&exporter_var).is_some_and(|v| !v.split(',').any(|e| e.trim() == "otlp")) {
+            return Ok(None);
+        }
+        let configured = self.endpoint.as_deref().is_some_and(|e| !e.trim().is_empty())
+            || set(&kind.var("ENDPOINT")).is_some()
+            || set("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        if !configured {
+            return Ok(None);
+        }
+        let protocol = match self.protocol {
+            Some(p) => p,
+            None => match set(&kind.var("PROTOCOL")).or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+                Some(p) => Protocol::parse(&p)?,
+                None => Protocol::HttpProtobuf,
+            },
+        };
+        let endpoint = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(|e| match protocol {
+            Protocol::HttpProtobuf => format!("{}/v1/{}", e.trim_end_matches('/'), kind.name()),
+            Protocol::Grpc => e.to_owned(),
+        });
+        Ok(Some(Signal { kind, protocol, endpoint, headers: self.headers.clone() }))
+    }
+}
+
+impl Signal {
+    fn header_map(&self) -> Result<HeaderMap, OtlpError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in &self.headers {
+            let bad = || OtlpError::Header(k.clone());
+            let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| bad())?;
+            let mut value = HeaderValue::from_str(v.trim()).map_err(|_| bad())?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        Ok(map)
+    }
+
+    fn header_pairs(&self) -> Result<HashMap<String, String>, OtlpError> {
+        // Validated like gRPC metadata, so both transports refuse the same headers.
+        self.header_map()?;
+        Ok(self.headers.iter().map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect())
+    }
+}
+
+/// Sets what both transports share.
+fn common<B: WithExportConfig>(builder: B, signal: &Signal) -> B {
+    match &signal.endpoint {
+        Some(e) => builder.with_endpoint(e),
+        None => builder,
+    }
+}
+
+/// The span exporter for `signal`.
+pub fn span_exporter(signal: &Signal) -> Result<SpanExporter, OtlpError> {
+    debug_assert_eq!(signal.kind, Kind::Traces);
+    let exporter = match signal.protocol {
+        Protocol::HttpProtobuf => common(
+            SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(OnRuntime::new()?)
+                .with_headers(signal.header_pairs()?),
+            signal,
+        )
+        .build()?,
+        Protocol::Grpc => common(
+            SpanExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
+            signal,
+        )
+        .build()?,
+    };
+    Ok(exporter)
+}
+
+/// The metric exporter for `signal` (cumulative temporality, as Prometheus-style backends expect).
+pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
+    debug_assert_eq!(signal.kind, Kind::Metrics);
+    let exporter = match signal.protocol {
+        Protocol::HttpProtobuf => common(
+            MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(OnRuntime::new()?)
+                .with_headers(signal.header_pairs()?),
+            signal,
+        )
+        .build()?,
+        Protocol::Grpc => common(
+            MetricExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
+            signal,
+        )
+        .build()?,
+    };
+    Ok(exporter)
+}
+
+/// The exporter's HTTP client: reqwest, driven on the gateway's runtime whichever thread asks.
+#[derive(Debug)]
+struct OnRuntime {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OnRuntime {
+    fn new() -> Result<Self, OtlpError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
+        let client = reqwest::Client::builder()
+            .timeout(EXPORT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OtlpError::Client(e.to_string()))?;
+        Ok(Self { client, runtime })
+    }
+}
+
+#[async_trait]
+impl HttpClient for OnRuntime {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let client = self.client.clone();
+        self.runtime.spawn(async move { client.send_bytes(request).await }).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(config: &OtlpConfig, kind: Kind, vars: &[(&str, &str)]) -> Result<Option<Signal>, OtlpError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        config.signal(kind, &|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn nothing_exports_without_an_endpoint() {
+        let none = OtlpConfig::default();
+        assert_eq!(resolve(&none, Kind::Traces, &[]).unwrap(), None);
+        assert_eq!(resolve(&none, Kind::Traces, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap(), None);
+        assert_eq!(
+            resolve(&none, Kind::Metrics, &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318")]).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_flag_is_a_base_url_over_http_and_the_address_over_grpc() {
+        let flag = OtlpConfig { endpoint: Some("http://collector:4318/".into()), ..Default::default() };
+        let s = resolve(&flag, Kind::Traces, &[]).unwrap().unwrap();
+        assert_eq!(
+            (s.protocol, s.endpoint.as_deref()),
+            (Protocol::HttpProtobuf, Some("http://collector:4318/v1/traces"))
+        );
+        let s = resolve(&flag, Kind::Metrics, &[]).unwrap().unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://collector:4318/v1/metrics"));
+        let grpc = OtlpConfig { protocol: Some(Protocol::Grpc), ..flag };
+        let s = resolve(&grpc, Kind::Traces, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap().unwrap();
+        assert_eq!((s.protocol, s.endpoint.as_deref()), (Protocol::Grpc, Some("http://collector:4318/")));
+    }
+
+    #[test]
+    fn standard_variables_enable_and_choose() {
+        let none = OtlpConfig::default();
+        let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
+        let s = resolve(&none, Kind::Metrics, &env).unwrap().unwrap();
+        // The exporter reads the variable's endpoint itself (and appends the signal path over HTTP).
+        assert_eq!((s.protocol, s.endpoint), (Protocol::Grpc, None));
+        let per_signal = [
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ];
+        assert_eq!(resolve(&none, Kind::Traces, &per_signal).unwrap().unwrap().protocol, Protocol::HttpProtobuf);
+        assert!(
+            matches!(resolve(&none, Kind::Traces, &[env[0], ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]), Err(OtlpError::Protocol(p)) if p == "http/json")
+        );
+    }
+
+    #[test]
+    fn standard_switches_turn_signals_off() {
+        let flag = OtlpConfig { endpoint: Some("http://c:4318".into()), ..Default::default() };
+        assert_eq!(resolve(&flag, Kind::Traces, &[("OTEL_SDK_DISABLED", "TRUE")]).unwrap(), None);
+        assert_eq!(resolve(&flag, Kind::Traces, &[("OTEL_TRACES_EXPORTER", "none")]).unwrap(), None);
+        assert!(resolve(&flag, Kind::Metrics, &[("OTEL_TRACES_EXPORTER", "none")]).unwrap().is_some());
+        assert!(resolve(&flag, Kind::Metrics, &[("OTEL_METRICS_EXPORTER", "otlp,prometheus")]).unwrap().is_some());
+    }
+
+    #[test]
+    fn bad_headers_are_refused_without_their_value() {
+        let flag = OtlpConfig {
+            endpoint: Some("http://c:4318".into()),
+            headers: vec![("bad name".into(), "secret-key".into())],
+            ..Default::default()
+        };
+        let s = resolve(&flag, Kind::Traces, &[]).unwrap().unwrap();
+        let e = s.header_pairs().unwrap_err().to_string();
+        assert!(e.contains("bad name") && !e.contains("secret-key"), "{e}");
+    }
+}

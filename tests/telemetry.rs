@@ -1,0 +1,761 @@
+//! Traces and metrics as a collector receives them: a real OTLP receiver runs in this process (OTLP
+//! over HTTP/protobuf, and gRPC with the protocol's own generated services), every export is
+//! decoded with the OTLP protobuf messages (a body that does not decode fails the test), and the
+//! spans and metrics of a known sequence of SCIM requests are checked: names, attributes,
+//! parent/child links, status, units and exact values. The Prometheus scrape of the admin listener
+//! must show the same counts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as SpanStatus};
+use prost::Message as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use common::{DemoApp, Gateway, Resp};
+
+// ---------------------------------------------------------------------------------------------
+// The receiver
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the receiver got, decoded.
+#[derive(Clone, Default)]
+struct Received {
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// Request headers (HTTP) or metadata (gRPC) of each export, lower-case names.
+    headers: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    /// Exports that were refused: a wrong content type, a body that is not the OTLP message.
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl Received {
+    fn note_headers(&self, headers: &HeaderMap) {
+        let h = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned())).collect();
+        self.headers.lock().unwrap().push(h);
+    }
+
+    /// Checks the body's content type and decodes it as `M`, noting a refusal.
+    fn decode<M: prost::Message + Default>(&self, headers: &HeaderMap, body: &Bytes) -> Option<M> {
+        self.note_headers(headers);
+        let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if ct != "application/x-protobuf" {
+            self.refused.lock().unwrap().push(format!("content type `{ct}`"));
+            return None;
+        }
+        match M::decode(body.as_ref()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.refused.lock().unwrap().push(format!("undecodable body: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn protobuf(body: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([("content-type", "application/x-protobuf")], body).into_response()
+}
+
+async fn http_traces(State(r): State<Received>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    match r.decode::<ExportTraceServiceRequest>(&headers, &body) {
+        Some(m) => {
+            r.traces.lock().unwrap().push(m);
+            protobuf(ExportTraceServiceResponse::default().encode_to_vec())
+        }
+        None => axum::response::IntoResponse::into_response(StatusCode::BAD_REQUEST),
+    }
+}
+
+async fn http_metrics(State(r): State<Received>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    match r.decode::<ExportMetricsServiceRequest>(&headers, &body) {
+        Some(m) => {
+            r.metrics.lock().unwrap().push(m);
+            protobuf(ExportMetricsServiceResponse::default().encode_to_vec())
+        }
+        None => axum::response::IntoResponse::into_response(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// An OTLP/HTTP receiver on a loopback port: `http://127.0.0.1:port`.
+async fn http_receiver() -> (String, Received) {
+    let received = Received::default();
+    let app = Router::new()
+        .route("/v1/traces", post(http_traces))
+        .route("/v1/metrics", post(http_metrics))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), received)
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.note_headers(&request.metadata().clone().into_headers());
+        self.traces.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.note_headers(&request.metadata().clone().into_headers());
+        self.metrics.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver (the collector's generated services) on a loopback port.
+async fn grpc_receiver() -> (String, Received) {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(received.clone()))
+        .add_service(MetricsServiceServer::new(received.clone()))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+    (format!("http://{addr}"), received)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading what was received
+// ---------------------------------------------------------------------------------------------
+
+fn value(kv: &KeyValue) -> Value {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => json!(s),
+        Some(any_value::Value::IntValue(i)) => json!(i),
+        Some(any_value::Value::BoolValue(b)) => json!(b),
+        Some(any_value::Value::DoubleValue(d)) => json!(d),
+        other => json!(format!("{other:?}")),
+    }
+}
+
+fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
+    kvs.iter().map(|kv| (kv.key.clone(), value(kv))).collect()
+}
+
+/// A received span, flattened.
+#[derive(Debug, Clone)]
+struct Span {
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    name: String,
+    kind: SpanKind,
+    status: SpanStatus,
+    attrs: BTreeMap<String, Value>,
+    resource: BTreeMap<String, Value>,
+}
+
+impl Span {
+    fn attr(&self, key: &str) -> &Value {
+        self.attrs.get(key).unwrap_or(&Value::Null)
+    }
+
+    /// A call to the app (not to the store).
+    fn is_app_call(&self) -> bool {
+        self.kind == SpanKind::Client && self.attrs.contains_key("scimbridge.app.call")
+    }
+}
+
+fn spans(r: &Received) -> Vec<Span> {
+    let mut out = Vec::new();
+    for req in r.traces.lock().unwrap().iter() {
+        for rs in &req.resource_spans {
+            let resource = rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    out.push(Span {
+                        trace_id: hex::encode(&s.trace_id),
+                        span_id: hex::encode(&s.span_id),
+                        parent: hex::encode(&s.parent_span_id),
+                        name: s.name.clone(),
+                        kind: SpanKind::try_from(s.kind).unwrap_or(SpanKind::Unspecified),
+                        status: s
+                            .status
+                            .as_ref()
+                            .and_then(|st| SpanStatus::try_from(st.code).ok())
+                            .unwrap_or(SpanStatus::Unset),
+                        attrs: attributes(&s.attributes),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One data point of a metric: its labels, and its value (a sum) or count (a histogram).
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    labels: BTreeMap<String, Value>,
+    /// A sum's value, or a histogram's count.
+    value: f64,
+    /// A histogram's sum.
+    sum: Option<f64>,
+}
+
+/// A metric as the last export that has it shows it (cumulative): unit, monotonic sum or
+/// histogram, points.
+#[derive(Debug, Clone)]
+struct Metric {
+    unit: String,
+    kind: &'static str,
+    points: Vec<Point>,
+}
+
+impl Metric {
+    /// The value of the point whose labels include all of `labels`; 0 when there is none.
+    fn at(&self, labels: &[(&str, Value)]) -> f64 {
+        let matching: Vec<&Point> =
+            self.points.iter().filter(|p| labels.iter().all(|(k, v)| p.labels.get(*k) == Some(v))).collect();
+        matching.iter().map(|p| p.value).sum()
+    }
+}
+
+fn last_metric(r: &Received, name: &str) -> Option<Metric> {
+    let exports = r.metrics.lock().unwrap();
+    let m = exports
+        .iter()
+        .rev()
+        .flat_map(|req| &req.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .find(|m| m.name == name)?;
+    let (kind, points) = match &m.data {
+        Some(metric::Data::Sum(s)) => {
+            assert!(s.is_monotonic, "{name} is a monotonic sum");
+            let points = s
+                .data_points
+                .iter()
+                .map(|p| Point {
+                    labels: attributes(&p.attributes),
+                    value: match p.value {
+                        Some(number_data_point::Value::AsInt(i)) => i as f64,
+                        Some(number_data_point::Value::AsDouble(d)) => d,
+                        None => f64::NAN,
+                    },
+                    sum: None,
+                })
+                .collect();
+            ("sum", points)
+        }
+        Some(metric::Data::Histogram(h)) => {
+            let points = h
+                .data_points
+                .iter()
+                .map(|p| {
+                    assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count, "{name}: buckets add up to the count");
+                    Point { labels: attributes(&p.attributes), value: p.count as f64, sum: p.sum }
+                })
+                .collect();
+            ("histogram", points)
+        }
+        other => panic!("{name}: unexpected data {other:?}"),
+    };
+    Some(Metric { unit: m.unit.clone(), kind, points })
+}
+
+/// Waits until `done` holds for what was received (exports are asynchronous).
+async fn until(r: &Received, what: &str, done: impl Fn(&Received) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done(r) {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops the gateway the way an orchestrator does; it must flush its telemetry and exit 0.
+fn stop(gw: &mut Gateway) {
+    gw.proc.signal("TERM");
+    let status = gw.proc.wait_exit(Duration::from_secs(20)).expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sequence
+// ---------------------------------------------------------------------------------------------
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+const CLIENT_REQUEST_ID: &str = "7c3f6c3e-1f4b-4c49-9f35-0d3b0c7a2b11";
+
+/// A config with the demo tenant and `down`, a tenant whose app refuses connections.
+fn config() -> std::path::PathBuf {
+    let dir = common::demo_config();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let demo = std::fs::read_to_string(dir.join("tenants/demo.yaml")).unwrap();
+    let down = demo
+        .replace("id: demo", "id: down")
+        .replace("\"${DEMO_APP_URL:-http://127.0.0.1:8081}\"", &format!("\"http://{closed}\""));
+    assert_ne!(down, demo);
+    std::fs::write(dir.join("tenants/down.yaml"), down).unwrap();
+    dir
+}
+
+/// The requests whose telemetry the tests check, and what they answered.
+struct Sequence {
+    user_id: String,
+    created: Resp,
+    traced: Resp,
+}
+
+async fn run_sequence(gw: &Gateway, user: &str) -> Sequence {
+    let created = gw.entra_create_user(user).await;
+    created.expect(201, "create");
+    let id = created.id();
+    gw.get(&format!("/Users/{id}")).await.expect(200, "get");
+    gw.patch_user(&id, json!([{"op": "Replace", "path": "displayName", "value": "Alice A."}]))
+        .await
+        .expect_one_of(&[200, 204], "patch");
+    gw.get("/Users/00000000-0000-4000-8000-000000000000").await.expect_error(404, None, "a missing user");
+    gw.entra_create_user(user).await.expect_error(409, Some("uniqueness"), "a duplicate");
+    let found = gw.filter("Users", &format!("userName eq \"{user}\""), "").await;
+    found.expect(200, "filter");
+    assert_eq!(found.total(), 1);
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    let traced = gw
+        .scim_as(
+            common::TOKEN,
+            Method::GET,
+            &format!("/Users/{id}"),
+            None,
+            &[("traceparent", &traceparent), ("client-request-id", CLIENT_REQUEST_ID), ("x-request-id", "req-42")],
+        )
+        .await;
+    traced.expect(200, "get with traceparent");
+    // The app of `down` refuses connections: 503 after the retries a connect failure allows.
+    let down = gw
+        .scim_as(
+            common::TOKEN,
+            Method::GET,
+            &format!("{}/Users?filter=userName%20eq%20%22x%22", gw.tenant_base("down")),
+            None,
+            &[],
+        )
+        .await;
+    down.expect_error(503, None, "an unreachable app");
+    let nobody =
+        gw.scim_as(common::TOKEN, Method::GET, &format!("{}/Users", gw.tenant_base("no-such-tenant")), None, &[]).await;
+    nobody.expect(401, "an unknown tenant");
+    gw.scim_as("wrong-token", Method::GET, "/Users", None, &[]).await.expect(401, "a wrong token");
+    Sequence { user_id: id, created, traced }
+}
+
+/// A string attribute or label value.
+fn st(v: &str) -> Value {
+    json!(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// The standard variables select the collector (HTTP/protobuf), its headers, the service name and
+/// resource attributes; the flag adds a header. Export intervals are long, so everything the
+/// receiver holds was flushed by the SIGTERM: the spans and the final cumulative metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_protobuf_traces_and_metrics() {
+    let (endpoint, received) = http_receiver().await;
+    let config = config();
+    let data = common::temp_dir("telemetry-data");
+    let mut gw = Gateway::serve_with(
+        &config,
+        &data,
+        DemoApp::start(),
+        &["--admin-listen", "127.0.0.1:0", "--otlp-header", "x-flag=from-flag"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-123"),
+            ("OTEL_SERVICE_NAME", "scimbridge-under-test"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+            // Nothing is due before the gateway stops: what arrives is the flush at shutdown.
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+        ],
+        reqwest::Client::new(),
+    );
+    let seq = run_sequence(&gw, "alice@example.com").await;
+
+    // X-Request-Id: the client's when it sent a sane one, else a fresh one.
+    assert_eq!(seq.traced.headers["x-request-id"], "req-42");
+    let made = seq.created.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+
+    // The Prometheus scrape, before the gateway stops.
+    let admin = gw.admin_url.clone().expect("admin listener");
+    let scrape = reqwest::get(format!("{admin}/metrics")).await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let prometheus = scrape.text().await.unwrap();
+    assert_eq!(reqwest::get(format!("{admin}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{admin}/readyz")).await.unwrap().status(), 200);
+
+    assert!(received.traces.lock().unwrap().is_empty(), "spans wait for the batch delay");
+    stop(&mut gw);
+    assert_eq!(*received.refused.lock().unwrap(), Vec::<String>::new(), "every export decodes");
+    let headers = received.headers.lock().unwrap().clone();
+    assert!(!headers.is_empty());
+    for h in &headers {
+        assert_eq!(h.get("x-collector-key").map(String::as_str), Some("k-123"), "OTEL_EXPORTER_OTLP_HEADERS: {h:?}");
+        assert_eq!(h.get("x-flag").map(String::as_str), Some("from-flag"), "--otlp-header: {h:?}");
+    }
+
+    check_spans(&spans(&received), &seq, &gw.app_url);
+    check_metrics(&received, &prometheus);
+    // Nothing secret or personal travels: no token, no user name, no id in a metric label.
+    let all = format!("{:?}{:?}", received.traces.lock().unwrap(), received.metrics.lock().unwrap());
+    for secret in [common::TOKEN, "wrong-token", gw.app_key.as_str(), "k-123"] {
+        assert!(!all.contains(secret), "`{secret}` was exported");
+    }
+    assert!(!prometheus.contains(&seq.user_id) && !prometheus.contains("alice"), "ids stay out of labels");
+}
+
+fn check_spans(spans: &[Span], seq: &Sequence, app_url: &str) {
+    let server: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Server).collect();
+    fn names<'a>(v: &[&'a Span]) -> Vec<&'a str> {
+        v.iter().map(|s| s.name.as_str()).collect()
+    }
+    for span in spans {
+        assert_eq!(span.resource.get("service.name"), Some(&st("scimbridge-under-test")), "OTEL_SERVICE_NAME");
+        assert_eq!(span.resource.get("deployment.environment"), Some(&st("test")), "OTEL_RESOURCE_ATTRIBUTES");
+    }
+    let count = |name: &str| server.iter().filter(|s| s.name == name).count();
+    assert_eq!(count("SCIM create Users"), 2, "{:?}", names(&server));
+    assert_eq!(count("SCIM get Users"), 3, "{:?}", names(&server));
+    assert_eq!(count("SCIM patch Users"), 1, "{:?}", names(&server));
+    assert_eq!(count("SCIM list Users"), 4, "{:?}", names(&server));
+    assert_eq!(server.len(), 10, "one server span per request: {:?}", names(&server));
+
+    let by_request_id = |id: &str| -> &Span {
+        server.iter().copied().find(|s| s.attr("scimbridge.request_id") == &st(id)).expect("the request's span")
+    };
+    let children = |parent: &Span| -> Vec<&Span> {
+        spans.iter().filter(|c| c.parent == parent.span_id && c.trace_id == parent.trace_id).collect()
+    };
+
+    // The create: attributes, and its app call and store calls as children.
+    let create = by_request_id(seq.created.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(create.name, "SCIM create Users");
+    for (k, v) in [
+        ("scimbridge.tenant", st("demo")),
+        ("scim.resource_type", st("Users")),
+        ("scim.operation", st("create")),
+        ("http.request.method", st("POST")),
+        ("http.route", st("/{tenant}/scim/v2/{endpoint}")),
+        ("http.response.status_code", json!(201)),
+    ] {
+        assert_eq!(create.attr(k), &v, "{k} of {create:?}");
+    }
+    assert_eq!(create.status, SpanStatus::Unset);
+    assert_eq!(create.parent, "", "a request without traceparent starts a trace");
+    let kids = children(create);
+    let app_calls: Vec<&&Span> = kids.iter().filter(|c| c.is_app_call()).collect();
+    assert_eq!(app_calls.len(), 1, "one create call: {kids:?}");
+    let call = app_calls[0];
+    assert_eq!(call.name, "POST create");
+    for (k, v) in [
+        ("http.request.method", st("POST")),
+        ("url.full", st(&format!("{app_url}/api/v1/accounts"))),
+        ("server.address", st("127.0.0.1")),
+        ("http.response.status_code", json!(201)),
+        ("scimbridge.app", st("demo-app")),
+        ("scimbridge.app.call", st("create")),
+    ] {
+        assert_eq!(call.attr(k), &v, "{k} of {call:?}");
+    }
+    let store: Vec<&&Span> = kids.iter().filter(|c| c.name.starts_with("store ")).collect();
+    assert!(store.iter().any(|c| c.name == "store put"), "the new record is stored: {kids:?}");
+    for c in &store {
+        assert_eq!((c.attr("store.kind"), c.kind), (&st("redb"), SpanKind::Internal));
+        assert_eq!(c.attr("store.operation"), &st(c.name.trim_start_matches("store ")));
+    }
+
+    // The incoming traceparent: same trace, our span its child; Entra's id and ours recorded.
+    let traced = by_request_id("req-42");
+    assert_eq!((traced.trace_id.as_str(), traced.parent.as_str()), (TRACE_ID, PARENT_ID));
+    assert_eq!(traced.attr("scimbridge.client_request_id"), &st(CLIENT_REQUEST_ID));
+    assert_eq!(traced.attr("http.route"), &st("/{tenant}/scim/v2/{endpoint}/{id}"), "the template, not the id");
+    let read = children(traced).into_iter().find(|c| c.is_app_call()).expect("the read call");
+    assert_eq!((read.name.as_str(), &read.trace_id), ("GET read", &traced.trace_id));
+    assert_eq!(read.attr("url.full"), &st(&format!("{app_url}/api/v1/accounts/{}", read_app_id(read))));
+
+    // The duplicate: the SCIM error type; a 4xx is not an error of the server span, but the
+    // app's 409 is one of the client span.
+    let dup = server.iter().find(|s| s.attr("http.response.status_code") == &json!(409)).expect("the 409");
+    assert_eq!(dup.attr("scim.error_type"), &st("uniqueness"));
+    assert_eq!(dup.status, SpanStatus::Unset);
+    let dup_call = children(dup).into_iter().find(|c| c.is_app_call()).expect("the app call");
+    assert_eq!((dup_call.attr("http.response.status_code"), dup_call.status), (&json!(409), SpanStatus::Error));
+
+    // The filtered list: the app's search, its URL without the query (no filter values).
+    let list = server
+        .iter()
+        .find(|s| {
+            s.name == "SCIM list Users"
+                && s.attr("scimbridge.tenant") == &st("demo")
+                && s.attr("http.response.status_code") == &json!(200)
+        })
+        .expect("the filtered list");
+    let search = children(list).into_iter().find(|c| c.is_app_call()).expect("the search call");
+    assert_eq!(search.attr("url.full"), &st(&format!("{app_url}/api/v1/accounts")));
+    assert!(!format!("{search:?}").contains("alice"), "no filter value in the span: {search:?}");
+
+    // The 404 answers from the store alone.
+    let missing = server.iter().find(|s| s.attr("http.response.status_code") == &json!(404)).expect("the 404");
+    assert!(!children(missing).iter().any(|c| c.is_app_call()), "no app call for a missing id");
+
+    // The unreachable app: 503 is an error; every attempt is a span, retries counted.
+    let down = server.iter().find(|s| s.attr("scimbridge.tenant") == &st("down")).expect("the 503");
+    assert_eq!((down.attr("http.response.status_code"), down.status), (&json!(503), SpanStatus::Error));
+    assert_eq!(down.attr("error.type"), &st("503"));
+    let mut attempts: Vec<&Span> = children(down).into_iter().filter(|c| c.is_app_call()).collect();
+    attempts.sort_by_key(|a| a.attr("http.request.resend_count").as_i64().unwrap_or(0));
+    assert_eq!(attempts.len(), 3, "three attempts: {attempts:?}");
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!((a.attr("error.type"), a.status), (&st("connect"), SpanStatus::Error));
+        let resend = if i == 0 { Value::Null } else { json!(i) };
+        assert_eq!(a.attr("http.request.resend_count"), &resend);
+    }
+
+    // Unknown tenants never become attribute values.
+    let unknown = server.iter().filter(|s| s.attr("scimbridge.tenant") == &st("unknown")).count();
+    assert_eq!(unknown, 1);
+    assert!(!spans.iter().any(|s| format!("{:?}", s.attrs).contains("no-such-tenant")));
+}
+
+/// The app id in a read call's URL (the last path segment).
+fn read_app_id(read: &Span) -> String {
+    read.attr("url.full").as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_default().to_owned()
+}
+
+fn check_metrics(received: &Received, prometheus: &str) {
+    let metric = |name: &str| last_metric(received, name).unwrap_or_else(|| panic!("metric {name} exported"));
+    let requests = metric("scimbridge.requests");
+    assert_eq!((requests.unit.as_str(), requests.kind), ("{request}", "sum"));
+    let req = |tenant: &str, op: &str, status: i64| {
+        vec![("tenant", st(tenant)), ("resource", st("Users")), ("operation", st(op)), ("status", json!(status))]
+    };
+    let expected = [
+        (req("demo", "create", 201), 1.0),
+        (req("demo", "create", 409), 1.0),
+        (req("demo", "get", 200), 2.0),
+        (req("demo", "get", 404), 1.0),
+        (req("demo", "patch", 200), 1.0),
+        (req("demo", "list", 200), 1.0),
+        (req("demo", "list", 401), 1.0),
+        (req("down", "list", 503), 1.0),
+        (req("unknown", "list", 401), 1.0),
+    ];
+    for (labels, n) in &expected {
+        assert_eq!(requests.at(labels), *n, "scimbridge.requests {labels:?}");
+    }
+    assert_eq!(requests.points.len(), expected.len(), "no other series: {:?}", requests.points);
+    let duration = metric("scimbridge.request.duration");
+    assert_eq!((duration.unit.as_str(), duration.kind), ("s", "histogram"));
+    for (labels, n) in &expected {
+        assert_eq!(duration.at(labels), *n, "scimbridge.request.duration count {labels:?}");
+    }
+    assert!(duration.points.iter().all(|p| p.sum.is_some_and(|s| s > 0.0 && s < 10.0)), "seconds, not ms");
+
+    let backend = metric("scimbridge.backend.duration");
+    assert_eq!((backend.unit.as_str(), backend.kind), ("s", "histogram"));
+    let app = |call: &str| vec![("app", st("demo-app")), ("call", st(call))];
+    assert_eq!(backend.at(&app("create")), 2.0, "two create calls (one refused by the app)");
+    assert_eq!(backend.at(&app("list")), 1.0 + 3.0, "the search, and three attempts at the unreachable app");
+    let errors = metric("scimbridge.backend.errors");
+    assert_eq!(errors.at(&[("app", st("demo-app")), ("call", st("list")), ("error", st("connect"))]), 3.0);
+    assert_eq!(errors.points.len(), 1, "{:?}", errors.points);
+
+    let auth = metric("scimbridge.auth.failures");
+    assert_eq!(auth.at(&[("tenant", st("unknown")), ("reason", st("unknown_tenant"))]), 1.0);
+    assert_eq!(auth.at(&[("tenant", st("demo")), ("reason", st("unknown"))]), 1.0);
+
+    let store = metric("scimbridge.store.duration");
+    assert_eq!((store.unit.as_str(), store.kind), ("s", "histogram"));
+    assert_eq!(
+        store.at(&[("store", st("redb")), ("operation", st("put")), ("outcome", st("ok"))]),
+        2.0,
+        "create and patch"
+    );
+    assert!(store.at(&[("operation", st("get"))]) >= 4.0, "gets, patch, 404, traced get look up the record");
+
+    // The Prometheus text shows the same counts under Prometheus names.
+    let line = |series: &str| -> f64 {
+        prometheus
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("`{series}` in the scrape:\n{prometheus}"))
+    };
+    assert_eq!(
+        line(r#"scimbridge_requests_total{operation="create",resource="Users",status="201",tenant="demo"}"#),
+        1.0
+    );
+    assert_eq!(line(r#"scimbridge_requests_total{operation="get",resource="Users",status="200",tenant="demo"}"#), 2.0);
+    assert_eq!(line(r#"scimbridge_requests_total{operation="list",resource="Users",status="503",tenant="down"}"#), 1.0);
+    assert_eq!(
+        line(
+            r#"scimbridge_request_duration_seconds_count{operation="patch",resource="Users",status="200",tenant="demo"}"#
+        ),
+        1.0
+    );
+    assert_eq!(line(r#"scimbridge_backend_errors_total{app="demo-app",call="list",error="connect"}"#), 3.0);
+    assert_eq!(line(r#"scimbridge_auth_failures_total{reason="unknown_tenant",tenant="unknown"}"#), 1.0);
+    assert!(prometheus.contains("# TYPE scimbridge_request_duration_seconds histogram"));
+}
+
+/// An app stand-in that answers every call with an empty account list and keeps each call's
+/// `traceparent` header: `http://127.0.0.1:port`.
+async fn recording_app() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let app = Router::new().fallback(move |headers: HeaderMap| {
+        let keep = keep.clone();
+        async move {
+            let tp = headers.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            keep.lock().unwrap().push(tp);
+            axum::Json(json!({"accounts": [], "paging": {"total": 0}}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+/// A tenant file on the demo mapping with the demo token; `backend` and `rest` add YAML lines.
+fn tenant_file(id: &str, base_url: &str, backend: &str, rest: &str) -> String {
+    format!(
+        "id: {id}\nmapping: demo-app\nbackend:\n  base_url: \"{base_url}\"\n  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n{backend}\
+         auth:\n  tokens:\n    - label: development\n      sha256: \"7c43ef5ae21d43ce2743f770c68e24def1a43ee2f416d2438410c8af7af2ff2c\"\n{rest}"
+    )
+}
+
+/// gRPC, chosen by flags: spans and metrics arrive through the collector's gRPC services. Also
+/// what the HTTP test's sequence does not cover: the `traceparent` an app receives, inbound rate
+/// limit refusals, outbound limit waits, configuration reloads.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_traces_and_metrics() {
+    let (endpoint, received) = grpc_receiver().await;
+    let (app_url, traceparents) = recording_app().await;
+    let config = common::demo_config();
+    let outbound = "  rate_limit: { per_second: 5, burst: 1, max_wait_ms: 5000 }\n";
+    std::fs::write(config.join("tenants/paced.yaml"), tenant_file("paced", &app_url, outbound, "")).unwrap();
+    let inbound = "limits:\n  per_token: { per_second: 1, burst: 1 }\n";
+    std::fs::write(
+        config.join("tenants/limited.yaml"),
+        tenant_file("limited", &app_url.replace("127.0.0.1", "localhost"), "", inbound),
+    )
+    .unwrap();
+    let data = common::temp_dir("telemetry-grpc");
+    let mut gw = Gateway::serve_with(
+        &config,
+        &data,
+        DemoApp::start(),
+        &["--otlp-endpoint", &endpoint, "--otlp-protocol", "grpc", "--otlp-header", "x-flag=grpc"],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_METRIC_EXPORT_INTERVAL", "300")],
+        reqwest::Client::new(),
+    );
+    let created = gw.entra_create_user("grpc@example.com").await;
+    created.expect(201, "create");
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    gw.scim_as(common::TOKEN, Method::GET, &format!("/Users/{}", created.id()), None, &[("traceparent", &traceparent)])
+        .await
+        .expect(200, "get");
+    // Exported while running, not only at shutdown.
+    until(&received, "two server spans over gRPC", |r| {
+        spans(r).iter().filter(|s| s.kind == SpanKind::Server).count() >= 2
+    })
+    .await;
+
+    // Two pages in a row under an outbound limit of 5/s with no burst: the second waits its turn.
+    let paced = gw.tenant_base("paced");
+    for _ in 0..2 {
+        gw.scim_as(common::TOKEN, Method::GET, &format!("{paced}/Users"), None, &[]).await.expect(200, "paced");
+    }
+    // One request a second per token: the second at once is refused.
+    let limited = gw.tenant_base("limited");
+    gw.scim_as(common::TOKEN, Method::GET, &format!("{limited}/Users"), None, &[]).await.expect(200, "limited");
+    gw.scim_as(common::TOKEN, Method::GET, &format!("{limited}/Users"), None, &[]).await.expect(429, "limited");
+    // A broken file is rejected, its removal applied.
+    let broken = config.join("tenants/broken.yaml");
+    std::fs::write(&broken, "id: broken\nmapping: no-such-mapping\n").unwrap();
+    assert!(gw.logs.wait_for(&["configuration change rejected"], 1, Duration::from_secs(10)).await);
+    std::fs::remove_file(&broken).unwrap();
+    assert!(gw.logs.wait_for(&["configuration reloaded"], 1, Duration::from_secs(10)).await);
+    stop(&mut gw);
+
+    let spans = spans(&received);
+    assert_eq!(spans[0].resource.get("service.name"), Some(&st("scimbridge")), "the default service name");
+    let get = spans.iter().find(|s| s.name == "SCIM get Users").expect("the get");
+    assert_eq!((get.trace_id.as_str(), get.parent.as_str()), (TRACE_ID, PARENT_ID));
+    let read = spans.iter().find(|s| s.name == "GET read").expect("the read call");
+    assert_eq!((&read.parent, &read.trace_id), (&get.span_id, &get.trace_id));
+
+    // The app received each call's own span as its parent.
+    let calls: Vec<&Span> = spans.iter().filter(|s| s.is_app_call()).collect();
+    let sent = traceparents.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3, "three list calls reached the app: {sent:?}");
+    for tp in &sent {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "a W3C traceparent: `{tp}`");
+        let call =
+            calls.iter().find(|c| c.span_id == parts[2]).unwrap_or_else(|| panic!("`{tp}` names an app call span"));
+        assert_eq!(call.trace_id, parts[1]);
+    }
+    // The wait under the outbound limit is a span of the request.
+    let waits: Vec<&Span> = spans.iter().filter(|s| s.name == "outbound limit wait").collect();
+    assert_eq!(waits.len(), 2, "one per call of `paced`");
+
+    let metric = |name: &str| last_metric(&received, name).unwrap_or_else(|| panic!("metric {name} exported"));
+    let requests = metric("scimbridge.requests");
+    assert_eq!(requests.at(&[("operation", st("create")), ("status", json!(201))]), 1.0);
+    assert_eq!(requests.at(&[("operation", st("get")), ("status", json!(200))]), 1.0);
+    assert_eq!(requests.at(&[("tenant", st("paced")), ("operation", st("list")), ("status", json!(200))]), 2.0);
+    assert_eq!(requests.at(&[("tenant", st("limited")), ("status", json!(429))]), 1.0);
+    let refused = metric("scimbridge.ratelimit.rejections");
+    assert_eq!((refused.unit.as_str(), refused.points.len()), ("{request}", 1));
+    assert_eq!(refused.at(&[("tenant", st("limited")), ("reason", st("token"))]), 1.0);
+    let waited = metric("scimbridge.backend.queue.wait");
+    assert_eq!((waited.unit.as_str(), waited.kind), ("s", "histogram"));
+    assert_eq!(waited.at(&[("app", st("demo-app"))]), 2.0);
+    let wait_sum = waited.points[0].sum.unwrap_or_default();
+    assert!((0.1..2.0).contains(&wait_sum), "the second call waited about 200 ms: {wait_sum} s");
+    let reloads = metric("scimbridge.config.reloads");
+    assert_eq!(reloads.at(&[("outcome", st("rejected"))]), 1.0);
+    assert_eq!(reloads.at(&[("outcome", st("applied"))]), 1.0);
+    let headers = received.headers.lock().unwrap().clone();
+    assert!(headers.iter().all(|h| h.get("x-flag").map(String::as_str) == Some("grpc")), "{headers:?}");
+}
