@@ -219,3 +219,76 @@ fn the_kubernetes_manifests_are_complete_and_agree() {
         assert!(keys.contains(&var), "secrets.env.example lacks {var}");
     }
 }
+
+/// The metrics docs/operations.md documents, in their Prometheus names: counters end in `_total`,
+/// histograms in seconds take `_seconds` (and come as `_bucket`, `_sum`, `_count`).
+fn documented_metrics() -> BTreeSet<String> {
+    let ops = read("docs/operations.md");
+    ops.lines()
+        .filter_map(|l| l.strip_prefix("| `scimbridge."))
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('`')?;
+            let kind = rest.trim_start_matches(" |").trim();
+            let base = format!("scimbridge_{}", name.replace('.', "_"));
+            if kind.starts_with("counter") {
+                Some(format!("{base}_total"))
+            } else if kind.starts_with("histogram, `s`") {
+                Some(format!("{base}_seconds"))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_charts_every_documented_metric_and_no_other() {
+    let dashboard: Value = serde_json::from_str(&read("deploy/observability/grafana-dashboard.json")).expect("JSON");
+    let documented = documented_metrics();
+    assert!(documented.len() >= 9, "the metrics table was found: {documented:?}");
+    let mut charted = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().expect("panel id")), "panel ids are unique");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            for part in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = part.strip_prefix("scimbridge_") {
+                    let name = format!("scimbridge_{name}");
+                    let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+                    assert!(
+                        documented.contains(base),
+                        "panel `{}` uses `{name}`, not a documented metric",
+                        panel["title"]
+                    );
+                    charted.insert(base.to_owned());
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = documented.difference(&charted).collect();
+    assert!(missing.is_empty(), "documented metrics without a panel: {missing:?}");
+    let tenant_var = &dashboard["templating"]["list"][1];
+    assert_eq!(tenant_var["name"], "tenant");
+}
+
+#[test]
+fn the_collector_config_receives_otlp_on_the_standard_ports_and_wires_every_pipeline() {
+    let docs = yaml_docs("deploy/observability/otel-collector.yaml");
+    let c = &docs[0];
+    let protocols = &c["receivers"]["otlp"]["protocols"];
+    assert_eq!(protocols["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(protocols["http"]["endpoint"], "0.0.0.0:4318");
+    let pipelines = c["service"]["pipelines"].as_object().expect("pipelines");
+    for signal in ["traces", "metrics", "logs"] {
+        let p = &pipelines[signal];
+        for (part, section) in [("receivers", "receivers"), ("processors", "processors"), ("exporters", "exporters")] {
+            for name in strs(&p[part]) {
+                assert!(c[section].get(name).is_some(), "{signal}: {part} `{name}` is defined");
+            }
+        }
+        assert_eq!(strs(&p["processors"]).first(), Some(&"memory_limiter"), "{signal}: memory_limiter comes first");
+    }
+    assert!(strs(&pipelines["metrics"]["exporters"]).contains(&"prometheus"), "the dashboard's metrics are scraped");
+}
