@@ -25,6 +25,9 @@ pub struct RedbStore {
     db: Arc<Database>,
     /// Locks live in the process: the embedded store serves one process.
     locks: Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
+    /// Wakes waiting lockers when a lock is released, so a waiter does not sleep out a poll
+    /// interval (many writes to one busy group would otherwise queue in 10 ms steps).
+    released: Arc<tokio::sync::Notify>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -75,7 +78,7 @@ impl RedbStore {
         tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
         tx.open_table(BY_STORED).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
-        Ok(Self { db: Arc::new(db), locks: Arc::default() })
+        Ok(Self { db: Arc::new(db), locks: Arc::default(), released: Arc::default() })
     }
 
     /// Runs `f` on the blocking pool.
@@ -103,6 +106,12 @@ impl RedbStore {
             let records = tx.open_table(RECORDS).map_err(unavailable)?;
             records.get(id_key.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()
         })
+    }
+
+    /// When the current holder's lease of lock `name` runs out, if it is held.
+    fn expiry(&self, tenant: &str, name: &str) -> Option<tokio::time::Instant> {
+        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.get(&format!("{tenant}\x1f{name}")).map(|(_, e)| tokio::time::Instant::from_std(*e))
     }
 }
 
@@ -353,12 +362,44 @@ impl Store for RedbStore {
         })
     }
 
+    /// Waits for a release (or the holder's expiry) instead of polling.
+    fn lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<LockToken>> {
+        Box::pin(async move {
+            let token = LockToken::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                // Registered before trying, so a release between the try and the wait is not missed.
+                let released = self.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if self.try_lock(tenant, name, &token, ttl).await? {
+                    return Ok(Some(token));
+                }
+                let expiry = self.expiry(tenant, name).map_or(deadline, |e| e.min(deadline));
+                tokio::select! {
+                    () = released => {}
+                    () = tokio::time::sleep_until(expiry) => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(self.try_lock(tenant, name, &token, ttl).await?.then_some(token));
+                }
+            }
+        })
+    }
+
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let key = format!("{tenant}\x1f{name}");
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             if locks.get(&key).is_some_and(|(t, _)| *t == token.0) {
                 locks.remove(&key);
+                self.released.notify_waiters();
             }
             Ok(())
         })
