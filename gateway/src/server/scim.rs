@@ -23,7 +23,7 @@ use crate::provision::Written;
 use crate::provision::bulk::BulkLimits;
 use crate::provision::bulk::Done;
 use crate::scim::discovery::{self, Bulk, Filtering, ProviderConfig};
-use crate::scim::error::ScimError;
+use crate::scim::error::{ScimError, ScimType};
 use crate::scim::list::ListQuery;
 use crate::scim::schema::ResourceSchema;
 use crate::telemetry::metrics::UNKNOWN;
@@ -139,7 +139,7 @@ pub async fn create(
     body: Bytes,
 ) -> ScimResult {
     let body = json_body(&headers, &body);
-    let change = Change::new(Operation::Create, endpoint_type(&endpoint), None).with_body(body.as_ref().ok(), values());
+    let change = change(&state, Operation::Create, &endpoint, None, body.as_ref().ok());
     let work = async {
         let kind = kind(&endpoint)?;
         let body = body?;
@@ -173,8 +173,7 @@ pub async fn replace(
     body: Bytes,
 ) -> ScimResult {
     let body = json_body(&headers, &body);
-    let change =
-        Change::new(Operation::Replace, endpoint_type(&endpoint), Some(&id)).with_body(body.as_ref().ok(), values());
+    let change = change(&state, Operation::Replace, &endpoint, Some(&id), body.as_ref().ok());
     let work = async {
         let kind = kind(&endpoint)?;
         let body = body?;
@@ -194,8 +193,7 @@ pub async fn patch(
     body: Bytes,
 ) -> ScimResult {
     let body = json_body(&headers, &body);
-    let change =
-        Change::new(Operation::Patch, endpoint_type(&endpoint), Some(&id)).with_body(body.as_ref().ok(), values());
+    let change = change(&state, Operation::Patch, &endpoint, Some(&id), body.as_ref().ok());
     let work = async {
         let kind = kind(&endpoint)?;
         let body = body?;
@@ -216,7 +214,7 @@ pub async fn delete(
     Path((_, endpoint, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ScimResult {
-    let change = Change::new(Operation::Delete, endpoint_type(&endpoint), Some(&id));
+    let change = change(&state, Operation::Delete, &endpoint, Some(&id), None);
     let work = async {
         let kind = kind(&endpoint)?;
         let ops = state.provisioner.resource(&auth.tenant, kind)?;
@@ -254,8 +252,7 @@ pub async fn bulk(
     .await;
     if let (true, Err(ErrorResponse(e))) = (on, &result) {
         let change = Change::new(Operation::Bulk, "Bulk", None);
-        let outcome = Outcome::new(e.status, e.scim_type.map(|t| t.as_str()), Tally::default());
-        state.audit.record(event(&auth, &request, trace, change, outcome));
+        state.audit.record(event(&auth, &request, trace, change, outcome(Err(e), Tally::default())));
     }
     result
 }
@@ -265,9 +262,19 @@ fn endpoint_type(endpoint: &str) -> &'static str {
     ResourceKind::from_endpoint(endpoint).map_or(UNKNOWN, ResourceKind::endpoint)
 }
 
-/// Whether audit events of this request may carry values: the tenant's `log_personal_data`.
-fn values() -> bool {
-    personal::allowed()
+/// What a change request is about. The body's attribute names, and its values where the tenant
+/// allows personal data, are taken only when the audit trail is on.
+fn change(state: &AppState, operation: Operation, endpoint: &str, id: Option<&str>, body: Option<&Value>) -> Change {
+    let change = Change::new(operation, endpoint_type(endpoint), id);
+    if state.audit.is_on() { change.with_body(body, personal::allowed()) } else { change }
+}
+
+/// The outcome of a change that answered `result` after the app calls of `calls`.
+fn outcome(result: Result<u16, &ScimError>, calls: Tally) -> Outcome {
+    match result {
+        Ok(status) => Outcome::new(status, None, calls),
+        Err(e) => Outcome::new(e.status, e.scim_type.map(ScimType::as_str), calls),
+    }
 }
 
 /// The request's place in its trace (the current span is the request's).
@@ -296,15 +303,15 @@ async fn audited(
 ) -> ScimResult {
     let (result, calls) = tally::counted(work).await;
     if state.audit.is_on() {
-        let (outcome, created) = match &result {
-            Ok(s) => (Outcome::new(s.status.as_u16(), None, calls), s.body.as_ref().and_then(scim_id)),
-            Err(ErrorResponse(e)) => (Outcome::new(e.status, e.scim_type.map(|t| t.as_str()), calls), None),
+        let (ended, created) = match &result {
+            Ok(s) => (outcome(Ok(s.status.as_u16()), calls), s.body.as_ref().and_then(scim_id)),
+            Err(ErrorResponse(e)) => (outcome(Err(e), calls), None),
         };
         let change = match (change.operation, created) {
             (Operation::Create, Some(id)) => Change { id: Some(id), ..change },
             _ => change,
         };
-        state.audit.record(event(auth, request, trace(), change, outcome));
+        state.audit.record(event(auth, request, trace(), change, ended));
     }
     result
 }
@@ -316,12 +323,8 @@ fn bulk_event(auth: &Authorized, request: &RequestId, trace: Option<audit::Trace
     let resource = d.kind.map_or(UNKNOWN, ResourceKind::endpoint);
     let change = Change::new(operation, resource, d.id.as_deref())
         .with_bulk_id(d.bulk_id)
-        .with_body(d.data.filter(|_| operation != Operation::Delete), values());
-    let outcome = match d.result {
-        Ok(status) => Outcome::new(status, None, d.calls),
-        Err(e) => Outcome::new(e.status, e.scim_type.map(|t| t.as_str()), d.calls),
-    };
-    event(auth, request, trace, change, outcome)
+        .with_body(d.data.filter(|_| operation != Operation::Delete), personal::allowed());
+    event(auth, request, trace, change, outcome(d.result, d.calls))
 }
 
 fn scim_id(body: &Value) -> Option<String> {
