@@ -534,7 +534,7 @@ async fn serve(args: ServeArgs, exports: Exports) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
     let (store, shared) = args.store.open(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
-    let (audit, audit_writer) = Audit::start(args.audit_log.clone(), exports.audit).await?;
+    let (audit, audit_writer) = Audit::start(args.audit_log, exports.audit).await?;
     let admin = match (args.telemetry.admin_listen, exports.scrape) {
         (Some(addr), Some(scrape)) => {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
