@@ -949,6 +949,8 @@ async fn audit_records_over_otlp_http() {
 struct Outputs {
     /// The gateway's stderr: JSON log lines at `debug`.
     log: String,
+    /// Its stdout.
+    stdout: String,
     /// The `--audit-log` file.
     audit: String,
     /// Every OTLP export, decoded and rendered.
@@ -1105,6 +1107,7 @@ async fn lifecycle(personal: bool) -> Outputs {
     let app_key = gw.app_key.clone();
     Outputs {
         log: gw.logs.text(),
+        stdout: gw.proc.stdout().text(),
         audit: std::fs::read_to_string(&audit_path).expect("the audit log"),
         otlp,
         secrets: vec![
@@ -1130,9 +1133,13 @@ async fn a_full_lifecycle_leaks_no_secret_and_personal_data_only_where_allowed()
     for personal in [false, true] {
         let out = lifecycle(personal).await;
         for (what, secret) in &out.secrets {
-            for (output, text) in
-                [("the log", &out.log), ("the audit log", &out.audit), ("the OTLP exports", &out.otlp)]
-            {
+            let outputs = [
+                ("the log", &out.log),
+                ("stdout", &out.stdout),
+                ("the audit log", &out.audit),
+                ("the OTLP exports", &out.otlp),
+            ];
+            for (output, text) in outputs {
                 assert!(!text.contains(secret.as_str()), "{what} is in {output} (log_personal_data: {personal})");
             }
         }
