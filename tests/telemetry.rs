@@ -1,9 +1,11 @@
-//! Traces and metrics as a collector receives them: a real OTLP receiver runs in this process (OTLP
-//! over HTTP/protobuf, and gRPC with the protocol's own generated services), every export is
-//! decoded with the OTLP protobuf messages (a body that does not decode fails the test), and the
-//! spans and metrics of a known sequence of SCIM requests are checked: names, attributes,
-//! parent/child links, status, units and exact values. The Prometheus scrape of the admin listener
-//! must show the same counts.
+//! Traces, metrics and audit records as a collector receives them: a real OTLP receiver runs in
+//! this process (OTLP over HTTP/protobuf, and gRPC with the protocol's own generated services),
+//! every export is decoded with the OTLP protobuf messages (a body that does not decode fails the
+//! test), and the spans, metrics and audit log records of a known sequence of SCIM requests are
+//! checked: names, attributes, parent/child links, status, units and exact values. The Prometheus
+//! scrape of the admin listener must show the same counts. Last, issue 6's check: a whole Entra
+//! lifecycle with every output on leaks no token or secret, and personal data only where a tenant
+//! allows it.
 
 mod common;
 
@@ -16,13 +18,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as SpanStatus};
 use prost::Message as _;
@@ -40,6 +44,7 @@ use common::{DemoApp, Gateway, Resp};
 struct Received {
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
     /// Request headers (HTTP) or metadata (gRPC) of each export, lower-case names.
     headers: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     /// Exports that were refused: a wrong content type, a body that is not the OTLP message.
@@ -95,12 +100,23 @@ async fn http_metrics(State(r): State<Received>, headers: HeaderMap, body: Bytes
     }
 }
 
+async fn http_logs(State(r): State<Received>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    match r.decode::<ExportLogsServiceRequest>(&headers, &body) {
+        Some(m) => {
+            r.logs.lock().unwrap().push(m);
+            protobuf(ExportLogsServiceResponse::default().encode_to_vec())
+        }
+        None => axum::response::IntoResponse::into_response(StatusCode::BAD_REQUEST),
+    }
+}
+
 /// An OTLP/HTTP receiver on a loopback port: `http://127.0.0.1:port`.
 async fn http_receiver() -> (String, Received) {
     let received = Received::default();
     let app = Router::new()
         .route("/v1/traces", post(http_traces))
         .route("/v1/metrics", post(http_metrics))
+        .route("/v1/logs", post(http_logs))
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -132,6 +148,18 @@ impl MetricsService for Received {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.note_headers(&request.metadata().clone().into_headers());
+        self.logs.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
 /// An OTLP/gRPC receiver (the collector's generated services) on a loopback port.
 async fn grpc_receiver() -> (String, Received) {
     let received = Received::default();
@@ -140,6 +168,7 @@ async fn grpc_receiver() -> (String, Received) {
     let server = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(received.clone()))
         .add_service(MetricsServiceServer::new(received.clone()))
+        .add_service(LogsServiceServer::new(received.clone()))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
     tokio::spawn(server);
     (format!("http://{addr}"), received)
@@ -150,11 +179,16 @@ async fn grpc_receiver() -> (String, Received) {
 // ---------------------------------------------------------------------------------------------
 
 fn value(kv: &KeyValue) -> Value {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+    any(kv.value.as_ref())
+}
+
+fn any(v: Option<&AnyValue>) -> Value {
+    match v.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => json!(s),
         Some(any_value::Value::IntValue(i)) => json!(i),
         Some(any_value::Value::BoolValue(b)) => json!(b),
         Some(any_value::Value::DoubleValue(d)) => json!(d),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(|x| any(Some(x))).collect()),
         other => json!(format!("{other:?}")),
     }
 }
@@ -207,6 +241,48 @@ fn spans(r: &Received) -> Vec<Span> {
                             .unwrap_or(SpanStatus::Unset),
                         attrs: attributes(&s.attributes),
                         resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A received log record (an audit event), flattened; its body is the event's JSON.
+#[derive(Debug, Clone)]
+struct Record {
+    event_name: String,
+    scope: String,
+    severity: String,
+    trace_id: String,
+    span_id: String,
+    body: Value,
+    attrs: BTreeMap<String, Value>,
+}
+
+impl Record {
+    fn attr(&self, key: &str) -> &Value {
+        self.attrs.get(key).unwrap_or(&Value::Null)
+    }
+}
+
+fn records(r: &Received) -> Vec<Record> {
+    let mut out = Vec::new();
+    for req in r.logs.lock().unwrap().iter() {
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                for l in &sl.log_records {
+                    let body = any(l.body.as_ref());
+                    let body = body.as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(body);
+                    out.push(Record {
+                        event_name: l.event_name.clone(),
+                        scope: sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                        severity: l.severity_text.clone(),
+                        trace_id: hex::encode(&l.trace_id),
+                        span_id: hex::encode(&l.span_id),
+                        body,
+                        attrs: attributes(&l.attributes),
                     });
                 }
             }
@@ -717,6 +793,11 @@ async fn grpc_traces_and_metrics() {
     assert!(gw.logs.wait_for(&["configuration reloaded"], 1, Duration::from_secs(10)).await);
     stop(&mut gw);
 
+    // The one change is one audit record, through the collector's gRPC logs service.
+    let audit = audit_records(&received);
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!((audit[0].attr("scim.operation"), audit[0].attr("scim.id")), (&st("create"), &st(&created.id())));
+
     let spans = spans(&received);
     assert_eq!(spans[0].resource.get("service.name"), Some(&st("scimbridge")), "the default service name");
     let get = spans.iter().find(|s| s.name == "SCIM get Users").expect("the get");
@@ -758,4 +839,347 @@ async fn grpc_traces_and_metrics() {
     assert_eq!(reloads.at(&[("outcome", st("applied"))]), 1.0);
     let headers = received.headers.lock().unwrap().clone();
     assert!(headers.iter().all(|h| h.get("x-flag").map(String::as_str) == Some("grpc")), "{headers:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit trail over OTLP logs
+// ---------------------------------------------------------------------------------------------
+
+/// The audit records of `received`, checked for what every one of them carries.
+fn audit_records(received: &Received) -> Vec<Record> {
+    let all = records(received);
+    for r in &all {
+        assert_eq!(
+            (r.event_name.as_str(), r.severity.as_str(), r.scope.as_str()),
+            ("scimbridge.audit", "INFO", "scimbridge")
+        );
+        for (attr, field) in [("scimbridge.tenant", "tenant"), ("scimbridge.request_id", "request_id")] {
+            assert_eq!(r.attr(attr), &r.body[field], "{attr} and the body agree: {r:?}");
+        }
+        assert_eq!(r.attr("scim.operation"), &r.body["operation"]);
+        assert_eq!(r.attr("scim.attributes"), &r.body["attributes"]);
+        assert_eq!(r.attr("http.response.status_code"), &r.body["outcome"]["status"]);
+        assert_eq!(
+            (r.trace_id.as_str(), r.span_id.as_str()),
+            (r.body["trace_id"].as_str().unwrap_or(""), r.body["span_id"].as_str().unwrap_or(""))
+        );
+    }
+    all
+}
+
+/// The audit trail over OTLP/HTTP (the standard variable): one log record per change, the failed
+/// create included and the reads not, each in its request's trace (the server span's trace and
+/// span ids), with attribute names and no values (the demo tenant keeps personal data out).
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_records_over_otlp_http() {
+    let (endpoint, received) = http_receiver().await;
+    let data = common::temp_dir("telemetry-audit");
+    let mut gw = Gateway::serve_with(
+        &common::demo_config(),
+        &data,
+        DemoApp::start(),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BLRP_SCHEDULE_DELAY", "100")],
+        reqwest::Client::new(),
+    );
+    let user = "audit.otlp@example.com";
+    let created = gw.entra_create_user(user).await;
+    created.expect(201, "create");
+    let id = created.id();
+    let dup = gw.entra_create_user(user).await;
+    dup.expect_error(409, Some("uniqueness"), "a duplicate");
+    let patched = gw.patch_user(&id, json!([{"op": "Replace", "path": "displayName", "value": "Audit O."}])).await;
+    patched.expect_one_of(&[200, 204], "patch");
+    let deleted = gw.scim(Method::DELETE, &format!("/Users/{id}"), None).await;
+    deleted.expect(204, "delete");
+    gw.get(&format!("/Users/{id}")).await.expect_error(404, None, "a read is no change");
+    // Exported while running (the batch delay is short), not only at the flush at shutdown.
+    until(&received, "four audit records", |r| records(r).len() >= 4).await;
+    stop(&mut gw);
+    assert_eq!(*received.refused.lock().unwrap(), Vec::<String>::new(), "every export decodes");
+
+    let records = audit_records(&received);
+    assert_eq!(records.len(), 4, "one record per change: {records:#?}");
+    let spans = spans(&received);
+    let request_id = |r: &Resp| r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let attrs = json!(["externalId", "userName", "active", "emails", "name", "roles"]);
+    // Per change: the answer, and the app calls with the app's last status (the 409 is the app's;
+    // the patch reads the account, then writes it).
+    let expected = [
+        (&created, "create", json!(201), Some(id.as_str()), attrs.clone(), Value::Null, (1, 201)),
+        (&dup, "create", json!(409), None, attrs, st("uniqueness"), (1, 409)),
+        (&patched, "patch", json!(200), Some(id.as_str()), json!(["displayName"]), Value::Null, (2, 200)),
+        (&deleted, "delete", json!(204), Some(id.as_str()), json!([]), Value::Null, (1, 204)),
+    ];
+    for (resp, operation, status, scim_id, attributes, scim_type, (calls, app_status)) in expected {
+        let rid = request_id(resp);
+        let r = records.iter().find(|r| r.attr("scimbridge.request_id") == &st(&rid)).expect("the change's record");
+        for (k, v) in [
+            ("scimbridge.tenant", st("demo")),
+            ("scim.operation", st(operation)),
+            ("scim.resource_type", st("Users")),
+            ("http.response.status_code", status.clone()),
+            ("scim.attributes", attributes),
+            ("scim.error_type", scim_type),
+            ("scim.id", scim_id.map_or(Value::Null, st)),
+            ("scimbridge.principal.label", st("development")),
+            ("scimbridge.principal.subject", Value::Null),
+            ("scimbridge.app.calls", json!(calls)),
+            ("scimbridge.app.status_code", json!(app_status)),
+        ] {
+            assert_eq!(r.attr(k), &v, "{k} of the {operation} {status}: {r:?}");
+        }
+        assert!(r.body["time"].as_str().is_some_and(|t| t.ends_with('Z')), "RFC 3339 in UTC: {r:?}");
+        assert_eq!(r.body.get("values"), None, "no values for the demo tenant");
+        assert!(!format!("{r:?}").contains("audit.otlp"), "no user name: {r:?}");
+        // Beside the request's trace: the server span's trace and span.
+        let server = spans
+            .iter()
+            .find(|s| s.kind == SpanKind::Server && s.attr("scimbridge.request_id") == &st(&rid))
+            .expect("the request's server span");
+        assert_eq!((&r.trace_id, &r.span_id), (&server.trace_id, &server.span_id), "{operation}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// No secret anywhere, personal data only where allowed (issue 6's check)
+// ---------------------------------------------------------------------------------------------
+
+/// Everything one run of the lifecycle put out, and what it used.
+struct Outputs {
+    /// The gateway's stderr: JSON log lines at `debug`.
+    log: String,
+    /// Its stdout.
+    stdout: String,
+    /// The `--audit-log` file.
+    audit: String,
+    /// Every OTLP export, decoded and rendered.
+    otlp: String,
+    /// Every token and secret the run used.
+    secrets: Vec<(&'static str, String)>,
+    /// The user's and the group's names.
+    names: [String; 2],
+}
+
+/// SHA-256 as the tenant files write it.
+fn sha256_hex(secret: &str) -> String {
+    hex::encode(scimbridge::auth::hash_token(secret))
+}
+
+/// A config whose one tenant, `entra`, is called with a static token and with JWTs from its own
+/// OAuth endpoint, and reaches the demo app through OAuth client credentials (the app's key is
+/// the client secret); `personal` is its `log_personal_data`.
+fn lifecycle_config(static_token: &str, client_secret: &str, personal: bool) -> std::path::PathBuf {
+    let dir = common::demo_config();
+    std::fs::remove_file(dir.join("tenants/demo.yaml")).unwrap();
+    let m = dir.join("mappings/demo-app.yaml");
+    let mapping = std::fs::read_to_string(&m).unwrap();
+    let key_header = "http:\n  headers:\n    X-Api-Key: \"{{ credentials.api_key }}\"\n";
+    let oauth = "http:\n  auth:\n    type: oauth2_client_credentials\n    token_url: \"{{ credentials.token_url }}\"\n    client_id: scimbridge\n    client_secret: \"{{ credentials.api_key }}\"\n";
+    assert!(mapping.contains(key_header), "the demo mapping changed");
+    std::fs::write(&m, mapping.replace(key_header, oauth)).unwrap();
+    let tenant = format!(
+        "id: entra\nmapping: demo-app\nbackend:\n  base_url: \"${{DEMO_APP_URL}}\"\n  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n    token_url: \"${{DEMO_APP_URL}}/api/v1/oauth/token\"\n\
+         auth:\n  tokens:\n    - label: entra-static\n      sha256: \"{}\"\n  oauth:\n    signing_secret: \"${{OAUTH_SECRET}}\"\n    clients:\n      - client_id: entra-client\n        secret_sha256: \"{}\"\n\
+         options:\n  log_personal_data: {personal}\n",
+        sha256_hex(static_token),
+        sha256_hex(client_secret),
+    );
+    std::fs::write(dir.join("tenants/entra.yaml"), tenant).unwrap();
+    dir
+}
+
+/// Entra's whole lifecycle of a user and a group against tenant `entra`, with every output on.
+async fn lifecycle(personal: bool) -> Outputs {
+    let (endpoint, received) = http_receiver().await;
+    let tag = common::uuid();
+    let static_token = format!("static-{tag}");
+    let client_secret = format!("client-secret-{tag}");
+    let signing_secret = format!("signing-secret-{tag}-of-enough-length");
+    let otlp_key = format!("otlp-key-{tag}");
+    let config = lifecycle_config(&static_token, &client_secret, personal);
+    let data = common::temp_dir("secrets");
+    let audit_path = data.join("audit.jsonl");
+    let mut gw = Gateway::serve_with(
+        &config,
+        &data,
+        DemoApp::start(),
+        &[
+            "--log-format",
+            "json",
+            "--audit-log",
+            audit_path.to_str().unwrap(),
+            "--otlp-header",
+            &format!("x-api-key={otlp_key}"),
+        ],
+        &[
+            ("RUST_LOG", "debug"),
+            ("OAUTH_SECRET", signing_secret.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+        ],
+        reqwest::Client::new(),
+    );
+    let http = reqwest::Client::new();
+    let token = http
+        .post(format!("{}/entra/oauth/token", gw.url))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "entra-client"), ("client_secret", &client_secret)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let jwt = token.json::<Value>().await.unwrap()["access_token"].as_str().expect("a JWT").to_owned();
+    assert_eq!(jwt.split('.').count(), 3, "a JWT: {jwt}");
+
+    let base = gw.tenant_base("entra");
+    let call = |token: &str, method: Method, path: &str, body: Option<Value>| {
+        let (gw, url, token) = (&gw, format!("{base}{path}"), token.to_owned());
+        async move { gw.scim_as(&token, method, &url, body, &[]).await }
+    };
+    let user = format!("ada.{}@example.com", &tag[..8]);
+    let group = format!("Analysts {}", &tag[..8]);
+    let found = call(
+        &static_token,
+        Method::GET,
+        &format!("/Users?filter={}", common::urlencode(&format!("userName eq \"{user}\""))),
+        None,
+    )
+    .await;
+    found.expect(200, "Entra looks the user up first");
+    assert_eq!(found.total(), 0);
+    let body = json!({
+        "schemas": [common::USER, common::ENTERPRISE],
+        "externalId": format!("ext-{tag}"),
+        "userName": user,
+        "active": true,
+        "emails": [{"primary": true, "type": "work", "value": user}],
+        "name": {"formatted": "Ada Lovelace", "familyName": "Lovelace", "givenName": "Ada"},
+        "password": format!("pw-{tag}"),
+    });
+    let created = call(&jwt, Method::POST, "/Users", Some(body.clone())).await;
+    created.expect(201, "create");
+    let uid = created.id();
+    call(&jwt, Method::POST, "/Users", Some(body)).await.expect_error(409, Some("uniqueness"), "a duplicate");
+    let ops = json!([
+        {"op": "Replace", "path": "displayName", "value": "Ada L."},
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": user},
+    ]);
+    call(&jwt, Method::PATCH, &format!("/Users/{uid}"), Some(common::patch(ops)))
+        .await
+        .expect_one_of(&[200, 204], "patch");
+    let deactivate = json!([{"op": "Replace", "path": "active", "value": "False"}]);
+    call(&jwt, Method::PATCH, &format!("/Users/{uid}"), Some(common::patch(deactivate)))
+        .await
+        .expect_one_of(&[200, 204], "deactivate");
+    let lookup = format!("/Groups?filter={}", common::urlencode(&format!("displayName eq \"{group}\"")));
+    call(&jwt, Method::GET, &lookup, None).await.expect(200, "Entra looks the group up first");
+    let g = call(
+        &jwt,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [common::GROUP], "externalId": format!("gx-{tag}"), "displayName": group})),
+    )
+    .await;
+    g.expect(201, "group create");
+    let gid = g.id();
+    let add = json!([{"op": "Add", "path": "members", "value": [{"value": uid}]}]);
+    call(&jwt, Method::PATCH, &format!("/Groups/{gid}"), Some(common::patch(add)))
+        .await
+        .expect_one_of(&[200, 204], "member add");
+    let remove = json!([{"op": "Remove", "path": format!("members[value eq \"{uid}\"]")}]);
+    call(&static_token, Method::PATCH, &format!("/Groups/{gid}"), Some(common::patch(remove)))
+        .await
+        .expect_one_of(&[200, 204], "member remove");
+    call(&jwt, Method::DELETE, &format!("/Users/{uid}"), None).await.expect(204, "delete the user");
+    call(&jwt, Method::DELETE, &format!("/Groups/{gid}"), None).await.expect(204, "delete the group");
+    stop(&mut gw);
+    assert_eq!(*received.refused.lock().unwrap(), Vec::<String>::new(), "every export decodes");
+    assert!(!received.logs.lock().unwrap().is_empty() && !received.traces.lock().unwrap().is_empty());
+
+    let otlp = format!(
+        "{:?}\n{:?}\n{:?}",
+        received.traces.lock().unwrap(),
+        received.metrics.lock().unwrap(),
+        received.logs.lock().unwrap()
+    );
+    let app_key = gw.app_key.clone();
+    Outputs {
+        log: gw.logs.text(),
+        stdout: gw.proc.stdout().text(),
+        audit: std::fs::read_to_string(&audit_path).expect("the audit log"),
+        otlp,
+        secrets: vec![
+            ("the static bearer token", static_token),
+            ("the JWT", jwt),
+            ("the OAuth client secret", client_secret),
+            ("the OAuth signing secret", signing_secret),
+            ("the app's key (its OAuth client secret)", app_key),
+            ("the OTLP header", otlp_key),
+            ("the user's password", format!("pw-{tag}")),
+        ],
+        names: [user, group],
+    }
+}
+
+/// Issue 6's check: a full Entra lifecycle (look-up, create, a duplicate, attribute changes,
+/// deactivation, a group, a member added and removed, deletes) with JSON logs at `debug`, the
+/// audit log, and traces, metrics and audit records over OTLP. No token or secret appears in any of
+/// it. The user's and group's names stay out of every output of a tenant that keeps personal data
+/// out (the default), and reach the log, the audit log and the audit records of one that lets it in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_lifecycle_leaks_no_secret_and_personal_data_only_where_allowed() {
+    for personal in [false, true] {
+        let out = lifecycle(personal).await;
+        for (what, secret) in &out.secrets {
+            let outputs = [
+                ("the log", &out.log),
+                ("stdout", &out.stdout),
+                ("the audit log", &out.audit),
+                ("the OTLP exports", &out.otlp),
+            ];
+            for (output, text) in outputs {
+                assert!(!text.contains(secret.as_str()), "{what} is in {output} (log_personal_data: {personal})");
+            }
+        }
+        // Every log line is JSON; a line logged during a request names the request and its tenant.
+        let lines: Vec<Value> =
+            out.log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        let app_calls: Vec<&Value> = lines.iter().filter(|l| l["fields"]["message"] == "app call").collect();
+        assert!(app_calls.len() >= 10, "debug lines of the app calls: {}", app_calls.len());
+        for l in lines.iter().filter(|l| l["spans"].as_array().is_some_and(|s| !s.is_empty())) {
+            let request = &l["spans"][0];
+            assert_eq!(request["name"], "request", "{l}");
+            assert_eq!(request["scimbridge.tenant"], "entra", "{l}");
+            assert!(request["scimbridge.request_id"].as_str().is_some_and(|id| id.len() == 36), "{l}");
+        }
+        for l in &app_calls {
+            assert!(l["spans"].as_array().is_some_and(|s| !s.is_empty()), "an app call inside its request: {l}");
+        }
+        let audit: Vec<Value> = out.audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(audit.len(), 9, "one event per change: {audit:#?}");
+        let by_jwt =
+            audit.iter().filter(|e| e["who"] == json!({"label": "entra-client", "subject": "entra-client"})).count();
+        assert_eq!(by_jwt, 8, "the changes made with the JWT: {audit:#?}");
+        let statics = audit.iter().filter(|e| e["who"] == json!({"label": "entra-static"})).count();
+        assert_eq!(statics, 1, "the change made with the static token");
+
+        for name in &out.names {
+            let logged = [("the log", &out.log), ("the audit log", &out.audit), ("the OTLP exports", &out.otlp)];
+            for (output, text) in logged {
+                assert_eq!(
+                    text.contains(name.as_str()),
+                    personal,
+                    "`{name}` in {output} (log_personal_data: {personal})"
+                );
+            }
+        }
+        // Values travel only with the switch on, and never a password.
+        assert_eq!(audit.iter().any(|e| e.get("values").is_some()), personal);
+        if personal {
+            let create = audit.iter().find(|e| e["operation"] == "create" && e["outcome"]["status"] == 201).unwrap();
+            assert_eq!(create["values"]["password"], "[redacted]");
+        }
+    }
 }

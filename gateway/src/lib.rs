@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` for the module map and the way a request flows through them.
 
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod config;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 
+use scimbridge::audit::{self, Audit};
 use scimbridge::config;
 use scimbridge::config::duration::{parse_duration, parse_nonzero_duration};
 use scimbridge::provision::Provisioner;
@@ -181,6 +182,10 @@ struct ServeArgs {
     listener: ListenerArgs,
     #[command(flatten)]
     telemetry: TelemetryArgs,
+    /// Append the audit trail (one JSON line per change) to this file, `-` for stdout; reopened
+    /// on SIGHUP, for logrotate. With an OTLP endpoint the events are also OTLP log records.
+    #[arg(long, env = "SCIMBRIDGE_AUDIT_LOG")]
+    audit_log: Option<audit::Target>,
 }
 
 /// Traces and metrics (docs/operations.md, "Telemetry"). Unset OTLP flags fall back to the
@@ -444,25 +449,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(cli.command, demo_prep, telemetry.scrape())) {
+    let exports = Exports { scrape: telemetry.scrape(), audit: telemetry.audit_logger() };
+    let code = match runtime.block_on(run(cli.command, demo_prep, exports)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     };
-    // Flushes buffered spans and metrics while the runtime they are sent on still runs.
+    // Flushes buffered spans, metrics and audit records while the runtime they are sent on still runs.
     drop(telemetry);
     code
 }
 
-async fn run(
-    command: Command,
-    demo_prep: Option<DemoPrep>,
+/// What `serve` takes from the telemetry `main` started.
+struct Exports {
     scrape: Option<telemetry::Scrape>,
-) -> anyhow::Result<ExitCode> {
+    /// Where audit records go over OTLP.
+    audit: Option<opentelemetry_sdk::logs::SdkLogger>,
+}
+
+async fn run(command: Command, demo_prep: Option<DemoPrep>, exports: Exports) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(*args, scrape).await,
+        Command::Serve(args) => serve(*args, exports).await,
         Command::Check { config } => Ok(check(&config)),
         Command::Explain { config, tenant, method, target, body } => explain(&config, &tenant, &method, &target, body),
         Command::Demo { config, .. } => match demo_prep {
@@ -506,7 +515,7 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs, scrape: Option<telemetry::Scrape>) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs, exports: Exports) -> anyhow::Result<ExitCode> {
     let Some(registry) = load(&args.config) else {
         eprintln!("refusing to start: fix the configuration above");
         return Ok(ExitCode::FAILURE);
@@ -525,7 +534,8 @@ async fn serve(args: ServeArgs, scrape: Option<telemetry::Scrape>) -> anyhow::Re
     let data_dir = args.data_dir.unwrap_or_else(|| args.config.join("data"));
     let (store, shared) = args.store.open(&data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
-    let admin = match (args.telemetry.admin_listen, scrape) {
+    let (audit, audit_writer) = Audit::start(args.audit_log, exports.audit).await?;
+    let admin = match (args.telemetry.admin_listen, exports.scrape) {
         (Some(addr), Some(scrape)) => {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
             Some(Admin { listener, scrape })
@@ -533,7 +543,12 @@ async fn serve(args: ServeArgs, scrape: Option<telemetry::Scrape>) -> anyhow::Re
         _ => None,
     };
     let front = Front { listener, cert, limits: args.listener.limits(), admin };
-    run_gateway(registry, (store, shared), front, args.public_url, Some(args.config)).await?;
+    let served = run_gateway(registry, (store, shared), front, audit, args.public_url, Some(args.config)).await;
+    // Requests have drained: write the last audit events before exiting, even after an error.
+    if let Some(writer) = audit_writer {
+        writer.finish().await;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -556,6 +571,7 @@ async fn run_gateway(
     mut registry: Registry,
     (store, shared): (Arc<dyn Store>, Option<Shared>),
     front: Front,
+    audit: Audit,
     public_url: Option<String>,
     watch: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -572,6 +588,7 @@ async fn run_gateway(
         provisioner: Arc::new(Provisioner::new(store, &public_url)),
         limits: Limits::default(),
         shared_limits,
+        audit,
     };
     let every = Duration::from_secs(2);
     if let Some(dir) = watch {
@@ -646,7 +663,7 @@ async fn demo(prep: DemoPrep, config_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::from_std(prep.gateway)?;
     println!("demo tenant: http://{}/demo/scim/v2 (token: demo-token)", listener.local_addr()?);
     let front = Front { listener, cert: None, limits: ConnectionLimits::default(), admin: None };
-    run_gateway(registry, (Arc::new(store), None), front, None, None).await?;
+    run_gateway(registry, (Arc::new(store), None), front, Audit::off(), None, None).await?;
     app.abort();
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,8 @@ impl Logs {
 /// A child process killed on drop (after its stop signal, if it has one).
 pub struct Proc {
     child: Child,
+    /// What it wrote to stdout (for programs started with an announcement on it).
+    stdout: Logs,
     /// Sent first on drop, for programs whose own children outlive a SIGKILL (nginx's workers).
     stop: Option<&'static str>,
 }
@@ -87,11 +89,15 @@ impl Proc {
         }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let out = Logs::default();
+        let keep = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+                if let Ok(mut l) = keep.0.lock() {
+                    l.push(line.clone());
                 }
+                // The announcements are awaited; the rest is kept above.
+                let _ = tx.send(line);
             }
         });
         let mut found = vec![String::new(); prefixes.len()];
@@ -107,7 +113,7 @@ impl Proc {
                 }
             }
         }
-        (Self { child, stop: None }, found)
+        (Self { child, stdout: out, stop: None }, found)
     }
 
     /// Starts a program that announces nothing on stdout (a load balancer), collecting its stderr
@@ -124,7 +130,12 @@ impl Proc {
                 }
             }
         });
-        Self { child, stop: Some(stop) }
+        Self { child, stdout: Logs::default(), stop: Some(stop) }
+    }
+
+    /// Its stdout lines so far.
+    pub fn stdout(&self) -> &Logs {
+        &self.stdout
     }
 
     /// The process id.

@@ -8,9 +8,11 @@
 //! Each attempt is a client span (HTTP semantic conventions, the URL without its query) that the
 //! app receives as its `traceparent`, and a sample of `scimbridge.backend.duration`; a wait under
 //! the outbound limit is a span of its own and a sample of `scimbridge.backend.queue.wait`.
+//! Attempts are also counted for the audit trail (`tally`).
 
 pub mod auth;
 pub mod limit;
+pub mod tally;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,6 +197,10 @@ impl Backend {
             let result = self.send_once(req, url.clone()).instrument(span.clone()).await;
             drop(permit);
             self.observe(&span, req, &result, start.elapsed());
+            tally::record(match &result {
+                Ok(r) => tally::Attempt::Status(r.status),
+                Err(e) => tally::Attempt::Failed(e.kind()),
+            });
             if result.as_ref().map_or_else(BackendError::maybe_delivered, |_| true) {
                 limit::mark_sent();
             }

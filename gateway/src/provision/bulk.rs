@@ -3,10 +3,14 @@
 //! Operations run in request order, except that one referring to a `bulkId` a later POST creates
 //! waits until that POST has run; references that never resolve (missing or circular) fail with 409.
 //! `failOnErrors` stops processing after that many errors; the rest are not attempted.
+//!
+//! Each operation that ends (done or failed, not the ones never attempted) is reported to the
+//! caller as a [`Done`], with the app calls it made, for the audit trail.
 
 use serde_json::{Map, Value, json};
 
 use super::Provisioner;
+use crate::backend::tally::{self, Tally};
 use crate::mapping::ResourceKind;
 use crate::scim::error::{ScimError, ScimType};
 use crate::tenant::Tenant;
@@ -21,6 +25,23 @@ pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRespo
 pub struct BulkLimits {
     pub max_operations: usize,
     pub max_payload_size: usize,
+}
+
+/// How one operation of a bulk request ended.
+#[derive(Debug)]
+pub struct Done<'a> {
+    /// `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: &'a str,
+    pub bulk_id: Option<&'a str>,
+    /// The resource type its path names, if it names one.
+    pub kind: Option<ResourceKind>,
+    /// The SCIM id: the path's (`bulkId` references resolved), or the one a POST created.
+    pub id: Option<String>,
+    /// The operation's `data`, as the client sent it.
+    pub data: Option<&'a Value>,
+    /// Its status, or its error.
+    pub result: Result<u16, &'a ScimError>,
+    pub calls: Tally,
 }
 
 #[derive(Debug)]
@@ -159,8 +180,14 @@ fn error_result(op: &Operation, e: &ScimError) -> Value {
 }
 
 impl Provisioner {
-    /// Runs a bulk request for `tenant`.
-    pub async fn bulk(&self, tenant: &Tenant, body: &Value, limits: BulkLimits) -> Result<Value, ScimError> {
+    /// Runs a bulk request for `tenant`, reporting each operation that ends to `done`.
+    pub async fn bulk(
+        &self,
+        tenant: &Tenant,
+        body: &Value,
+        limits: BulkLimits,
+        done: &mut (dyn FnMut(Done<'_>) + Send),
+    ) -> Result<Value, ScimError> {
         let (ops, fail_on_errors) = parse(body, limits)?;
         let posts: std::collections::HashSet<&str> =
             ops.iter().filter(|o| o.method == "POST").filter_map(|o| o.bulk_id.as_deref()).collect();
@@ -181,21 +208,25 @@ impl Provisioner {
                 if let Some(bad) = refs.iter().find(|r| failed_ids.contains(*r) || !posts.contains(r.as_str())) {
                     let e = ScimError::new(409, ScimType::InvalidValue, format!("bulkId `{bad}` does not resolve"));
                     results[i] = Some(error_result(op, &e));
+                    done(op.done(&op.path, None, Err(&e), Tally::default()));
                     fail(op, &mut failed_ids, &mut errors);
                     progressed = true;
                 } else if refs.iter().any(|r| !resolved.contains_key(r)) {
                     still.push(i);
                     continue;
                 } else {
-                    let outcome = self.run(tenant, op, &resolved).await;
+                    let (outcome, calls) = tally::counted(self.run(tenant, op, &resolved)).await;
+                    let path = substitute_path(&op.path, &resolved);
                     match outcome {
-                        Ok((result, new_id)) => {
+                        Ok((result, status, new_id)) => {
+                            done(op.done(&path, new_id.clone(), Ok(status), calls));
                             if let (Some(b), Some(id)) = (&op.bulk_id, new_id) {
                                 resolved.insert(b.clone(), Value::String(id));
                             }
                             results[i] = Some(result);
                         }
                         Err(e) => {
+                            done(op.done(&path, None, Err(&e), calls));
                             results[i] = Some(error_result(op, &e));
                             fail(op, &mut failed_ids, &mut errors);
                         }
@@ -215,6 +246,7 @@ impl Provisioner {
                 for &i in &pending {
                     let e = ScimError::new(409, ScimType::InvalidValue, "circular bulkId reference");
                     results[i] = Some(error_result(&ops[i], &e));
+                    done(ops[i].done(&ops[i].path, None, Err(&e), Tally::default()));
                 }
                 break;
             }
@@ -230,7 +262,7 @@ impl Provisioner {
         tenant: &Tenant,
         op: &Operation,
         resolved: &Map<String, Value>,
-    ) -> Result<(Value, Option<String>), ScimError> {
+    ) -> Result<(Value, u16, Option<String>), ScimError> {
         let path = substitute_path(&op.path, resolved);
         let (kind, id) = target(&path)?;
         let ops = self.resource(tenant, kind)?;
@@ -274,7 +306,29 @@ impl Provisioner {
                 }
             }
         }
-        Ok((result, new_id))
+        Ok((result, status, new_id))
+    }
+}
+
+impl Operation {
+    /// The report of this operation on `path` (references resolved as far as they were).
+    fn done<'a>(
+        &'a self,
+        path: &str,
+        created: Option<String>,
+        result: Result<u16, &'a ScimError>,
+        calls: Tally,
+    ) -> Done<'a> {
+        let target = target(path).ok();
+        Done {
+            method: &self.method,
+            bulk_id: self.bulk_id.as_deref(),
+            kind: target.as_ref().map(|(k, _)| *k),
+            id: created.or_else(|| target.and_then(|(_, id)| id)),
+            data: self.data.as_ref(),
+            result,
+            calls,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::mapping::pointer::Pointer;
 use crate::mapping::spec::PagingStyle;
 use crate::mapping::template::{Context, StrTemplate};
 use crate::scim::error::ScimError;
+use crate::telemetry::personal;
 use crate::tenant::Tenant;
 
 /// Paging of a list call, as the mapping describes it.
@@ -62,8 +63,34 @@ fn render(
 
 /// Sends a rendered request; any HTTP answer is returned, transport failures are SCIM errors.
 async fn send_request(tenant: &Tenant, req: &AppRequest, what: &str) -> Result<AppResponse, ScimError> {
-    tracing::debug!(tenant = %tenant.id, method = %req.method, path = %req.path, "app call");
+    tracing::debug!(tenant = %tenant.id, method = %req.method, target = %personal(call_target(tenant, req)), "app call");
     tenant.backend.send(req).await.map_err(|e| transport_error(&e, what))
+}
+
+/// A call's path and query (unencoded) for the log: personal data, as paths and searches name
+/// people (`/users/ada`, `?login=ada`). Should a mapping put a credential there rather than in a
+/// header, its value is masked, so even a tenant that logs personal data logs no secret.
+fn call_target(tenant: &Tenant, req: &AppRequest) -> String {
+    let mut text = req.path.clone();
+    for (i, (k, v)) in req.query.iter().enumerate() {
+        text.push(if i == 0 { '?' } else { '&' });
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+    }
+    mask_credentials(text, &tenant.credentials)
+}
+
+/// `text` with every credential value of `credentials` (a tenant's) replaced by its name.
+fn mask_credentials(mut text: String, credentials: &Value) -> String {
+    for (name, value) in credentials.as_object().into_iter().flatten() {
+        if let Some(secret) = value.as_str().filter(|s| !s.is_empty())
+            && text.contains(secret)
+        {
+            text = text.replace(secret, &format!("<credentials.{name}>"));
+        }
+    }
+    text
 }
 
 /// Renders and sends `call`; any HTTP answer is returned (for callers that judge statuses themselves).
@@ -236,5 +263,15 @@ mod tests {
         h.append(reqwest::header::LINK, "</x?after=7>; rel=next".parse().unwrap());
         assert_eq!(next_link(&h).as_deref(), Some("/x?after=7"));
         assert_eq!(next_link(&reqwest::header::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn credentials_never_reach_the_log_even_where_a_mapping_put_them() {
+        let credentials = serde_json::json!({"api_key": "k-9f2", "user": "", "port": 8080});
+        assert_eq!(
+            mask_credentials("/v1/users?key=k-9f2&login=ada".to_owned(), &credentials),
+            "/v1/users?key=<credentials.api_key>&login=ada"
+        );
+        assert_eq!(mask_credentials("/v1/users".to_owned(), &Value::Null), "/v1/users");
     }
 }

@@ -27,6 +27,7 @@ use crate::scim::error::{ScimError, ScimType};
 use crate::scim::path::AttrPath;
 use crate::scim::{filter, list as scim_list, patch, resource};
 use crate::store::{LockGuard, Record, Store, StoreError};
+use crate::telemetry::personal;
 use crate::tenant::Tenant;
 use crate::tenant::spec::OnDuplicate;
 
@@ -570,7 +571,7 @@ impl<'a> Ops<'a> {
         let Ok(id) = serde_json::from_str::<Value>(app_id) else { return };
         let what = self.what("undo create");
         if let Err(e) = fetch::send(self.tenant, &self.rm.delete, &self.ctx(&[("id", &id)]), &[], &what).await {
-            tracing::error!(tenant = %self.tenant.id, error = %e, "could not undo an app create; the object stays in the app");
+            tracing::error!(tenant = %self.tenant.id, app_id = %personal(app_id), error = %personal(&e), "could not undo an app create; the object stays in the app");
         }
     }
 

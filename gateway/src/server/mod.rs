@@ -2,7 +2,7 @@
 //!
 //! Layers (outermost first): the request's span, metrics and request id (`observe`), SCIM-shaped
 //! error bodies for anything the framework rejects, a request timeout, a body-size limit. Handlers
-//! live in `scim` (tenant endpoints) and here (health). The admin listener's routes (metrics,
+//! live in `scim` (tenant endpoints, which also emit the audit trail's events) and here (health). The admin listener's routes (metrics,
 //! health) are `admin`'s. The connections under them (accept, TLS, HTTP/1.1 and HTTP/2, connection
 //! limits, graceful drain) are `listener`'s; the TLS configuration and certificate reload are
 //! `tls`'s.
@@ -65,6 +65,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Rate limits counted across replicas (Redis), in addition to each process's own.
     pub shared_limits: Option<Arc<dyn crate::ratelimit::SharedLimiter>>,
+    /// Where the audit events of changes go ([`crate::audit::Audit::off`]: nowhere).
+    pub audit: crate::audit::Audit,
 }
 
 /// The gateway's routes.

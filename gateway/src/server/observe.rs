@@ -4,6 +4,10 @@
 //!
 //! Everything recorded is bounded: the route template (never the path with its ids), a tenant
 //! the configuration knows (else `unknown`), the resource type and operation from fixed sets.
+//!
+//! It also resolves the tenant once for what runs inside: the request runs in the
+//! `telemetry::personal` scope of its tenant's `log_personal_data`, and its [`RequestId`] is in the
+//! request's extensions.
 
 use std::time::Instant;
 
@@ -20,6 +24,7 @@ use super::AppState;
 use super::response::ErrorType;
 use crate::mapping::ResourceKind;
 use crate::telemetry::metrics::{self, UNKNOWN};
+use crate::telemetry::personal;
 
 /// Our request id: taken from the request when it is a sane one, else made; always answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,6 +32,11 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 /// The longest request id taken from a client.
 const MAX_ID_LEN: usize = 128;
+
+/// The request's id (the `X-Request-Id` answered), in the request's extensions for the handlers
+/// (the audit trail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
 
 /// What a request is, in words from fixed sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +103,11 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         |name: &str| params.as_ref().ok().and_then(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()));
     let kind = classify(&parts.method, route.as_deref(), param("endpoint").as_deref());
     // Only a configured tenant becomes a label value: a made-up one in the URL must not.
-    let tenant = match param("tenant") {
-        Some(id) if state.registry.load().get(&id).is_some() => id,
-        _ => UNKNOWN.to_owned(),
-    };
+    let configured = param("tenant").and_then(|id| state.registry.load().get(&id).cloned());
+    let personal_data = configured.as_ref().is_some_and(|t| t.options.log_personal_data);
+    let tenant = configured.map_or_else(|| UNKNOWN.to_owned(), |t| t.id.clone());
     let request_id = sane_id(&parts.headers, &REQUEST_ID).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    parts.extensions.insert(RequestId(request_id.clone()));
     let name = match (kind.scim, &route) {
         (true, _) => format!("SCIM {} {}", kind.operation, kind.resource),
         (false, Some(route)) => format!("{} {route}", parts.method),
@@ -128,7 +138,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         let _ = span.set_parent(parent);
     }
 
-    let mut response = next.run(Request::from_parts(parts, body)).instrument(span.clone()).await;
+    let handled = next.run(Request::from_parts(parts, body)).instrument(span.clone());
+    let mut response = personal::scope(personal_data, handled).await;
 
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::scim::error::{ScimError, ScimType};
+use crate::telemetry::personal;
 
 /// The SCIM media type (RFC 7644 §3.1).
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -80,7 +81,8 @@ impl IntoResponse for ErrorResponse {
             _ => {}
         }
         if status.is_server_error() {
-            tracing::warn!(status = e.status, detail = %e.detail, "request failed");
+            // The detail may quote an app's answer or a value of the request.
+            tracing::warn!(status = e.status, detail = %personal(&e.detail), "request failed");
         }
         let bytes = serde_json::to_vec(&e.to_json()).unwrap_or_default();
         let mut response = (status, headers, bytes).into_response();

@@ -1,20 +1,33 @@
 //! The SCIM endpoints of a tenant (`/{tenant}/scim/v2/...`): thin handlers that authenticate, parse,
-//! and hand over to `provision` or `scim::discovery`.
+//! and hand over to `provision` or `scim::discovery`. Every change (and every operation of a bulk
+//! request) ends with its audit event, failed or not (`audited`).
 
+use std::future::Future;
+
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use opentelemetry::trace::TraceContextExt as _;
+use serde_json::Value;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::AppState;
 use super::extract::{Authorized, json_body, query_pairs};
+use super::observe::RequestId;
 use super::response::{ErrorResponse, Scim, ScimResult};
+use crate::audit::{self, Change, Operation, Outcome};
+use crate::backend::tally::{self, Tally};
 use crate::mapping::ResourceKind;
 use crate::provision::Written;
 use crate::provision::bulk::BulkLimits;
+use crate::provision::bulk::Done;
 use crate::scim::discovery::{self, Bulk, Filtering, ProviderConfig};
-use crate::scim::error::ScimError;
+use crate::scim::error::{ScimError, ScimType};
 use crate::scim::list::ListQuery;
 use crate::scim::schema::ResourceSchema;
+use crate::telemetry::metrics::UNKNOWN;
+use crate::telemetry::personal;
 use crate::tenant::Tenant;
 
 fn kind(endpoint: &str) -> Result<ResourceKind, ErrorResponse> {
@@ -120,14 +133,20 @@ pub async fn search(
 pub async fn create(
     State(state): State<AppState>,
     auth: Authorized,
+    Extension(request): Extension<RequestId>,
     Path((_, endpoint)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ScimResult {
-    let kind = kind(&endpoint)?;
-    let body = json_body(&headers, &body)?;
-    let ops = state.provisioner.resource(&auth.tenant, kind)?;
-    Ok(written(ops.create(&body).await?, StatusCode::CREATED))
+    let body = json_body(&headers, &body);
+    let change = change(&state, Operation::Create, &endpoint, None, body.as_ref().ok());
+    let work = async {
+        let kind = kind(&endpoint)?;
+        let body = body?;
+        let ops = state.provisioner.resource(&auth.tenant, kind)?;
+        Ok(written(ops.create(&body).await?, StatusCode::CREATED))
+    };
+    audited(&state, &auth, &request, change, work).await
 }
 
 /// `GET /{Resources}/{id}`.
@@ -148,54 +167,168 @@ pub async fn get(
 pub async fn replace(
     State(state): State<AppState>,
     auth: Authorized,
+    Extension(request): Extension<RequestId>,
     Path((_, endpoint, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ScimResult {
-    let kind = kind(&endpoint)?;
-    let body = json_body(&headers, &body)?;
-    let ops = state.provisioner.resource(&auth.tenant, kind)?;
-    Ok(written(ops.replace(&id, &body, if_match(&headers)).await?, StatusCode::OK))
+    let body = json_body(&headers, &body);
+    let change = change(&state, Operation::Replace, &endpoint, Some(&id), body.as_ref().ok());
+    let work = async {
+        let kind = kind(&endpoint)?;
+        let body = body?;
+        let ops = state.provisioner.resource(&auth.tenant, kind)?;
+        Ok(written(ops.replace(&id, &body, if_match(&headers)).await?, StatusCode::OK))
+    };
+    audited(&state, &auth, &request, change, work).await
 }
 
 /// `PATCH /{Resources}/{id}`.
 pub async fn patch(
     State(state): State<AppState>,
     auth: Authorized,
+    Extension(request): Extension<RequestId>,
     Path((_, endpoint, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ScimResult {
-    let kind = kind(&endpoint)?;
-    let body = json_body(&headers, &body)?;
-    let ops = state.provisioner.resource(&auth.tenant, kind)?;
-    Ok(match ops.patch(&id, &body, if_match(&headers)).await? {
-        Some(w) => written(w, StatusCode::OK),
-        None => Scim::no_content(),
-    })
+    let body = json_body(&headers, &body);
+    let change = change(&state, Operation::Patch, &endpoint, Some(&id), body.as_ref().ok());
+    let work = async {
+        let kind = kind(&endpoint)?;
+        let body = body?;
+        let ops = state.provisioner.resource(&auth.tenant, kind)?;
+        Ok(match ops.patch(&id, &body, if_match(&headers)).await? {
+            Some(w) => written(w, StatusCode::OK),
+            None => Scim::no_content(),
+        })
+    };
+    audited(&state, &auth, &request, change, work).await
 }
 
 /// `DELETE /{Resources}/{id}`.
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authorized,
+    Extension(request): Extension<RequestId>,
     Path((_, endpoint, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ScimResult {
-    let kind = kind(&endpoint)?;
-    let ops = state.provisioner.resource(&auth.tenant, kind)?;
-    ops.delete(&id, if_match(&headers)).await?;
-    Ok(Scim::no_content())
+    let change = change(&state, Operation::Delete, &endpoint, Some(&id), None);
+    let work = async {
+        let kind = kind(&endpoint)?;
+        let ops = state.provisioner.resource(&auth.tenant, kind)?;
+        ops.delete(&id, if_match(&headers)).await?;
+        Ok(Scim::no_content())
+    };
+    audited(&state, &auth, &request, change, work).await
 }
 
-/// `POST /Bulk`.
-pub async fn bulk(State(state): State<AppState>, auth: Authorized, headers: HeaderMap, body: Bytes) -> ScimResult {
-    if body.len() > state.limits.bulk.max_payload_size {
-        return Err(ScimError::status(413, "the bulk request exceeds maxPayloadSize").into());
+/// `POST /Bulk`. Each operation that runs is audited on its own; a request refused as a whole is
+/// one `bulk` event.
+pub async fn bulk(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult {
+    let trace = trace();
+    let on = state.audit.is_on();
+    let mut report = |d: Done<'_>| {
+        if on {
+            let event = bulk_event(&auth, &request, trace, d);
+            state.audit.record(event);
+        }
+    };
+    let result = async {
+        if body.len() > state.limits.bulk.max_payload_size {
+            return Err(ScimError::status(413, "the bulk request exceeds maxPayloadSize").into());
+        }
+        let body = json_body(&headers, &body)?;
+        let limits: BulkLimits = state.limits.bulk;
+        Ok(Scim::ok(state.provisioner.bulk(&auth.tenant, &body, limits, &mut report).await?))
     }
-    let body = json_body(&headers, &body)?;
-    let limits: BulkLimits = state.limits.bulk;
-    Ok(Scim::ok(state.provisioner.bulk(&auth.tenant, &body, limits).await?))
+    .await;
+    if let (true, Err(ErrorResponse(e))) = (on, &result) {
+        let change = Change::new(Operation::Bulk, "Bulk", None);
+        state.audit.record(event(&auth, &request, trace, change, outcome(Err(e), Tally::default())));
+    }
+    result
+}
+
+/// The resource type of an endpoint as spans and metrics name it, `unknown` for any other.
+fn endpoint_type(endpoint: &str) -> &'static str {
+    ResourceKind::from_endpoint(endpoint).map_or(UNKNOWN, ResourceKind::endpoint)
+}
+
+/// What a change request is about. The body's attribute names, and its values where the tenant
+/// allows personal data, are taken only when the audit trail is on.
+fn change(state: &AppState, operation: Operation, endpoint: &str, id: Option<&str>, body: Option<&Value>) -> Change {
+    let change = Change::new(operation, endpoint_type(endpoint), id);
+    if state.audit.is_on() { change.with_body(body, personal::allowed()) } else { change }
+}
+
+/// The outcome of a change that answered `result` after the app calls of `calls`.
+fn outcome(result: Result<u16, &ScimError>, calls: Tally) -> Outcome {
+    match result {
+        Ok(status) => Outcome::new(status, None, calls),
+        Err(e) => Outcome::new(e.status, e.scim_type.map(ScimType::as_str), calls),
+    }
+}
+
+/// The request's place in its trace (the current span is the request's).
+fn trace() -> Option<audit::Trace> {
+    let cx = tracing::Span::current().context();
+    audit::Trace::of(cx.span().span_context())
+}
+
+fn event(
+    auth: &Authorized,
+    request: &RequestId,
+    trace: Option<audit::Trace>,
+    change: Change,
+    outcome: Outcome,
+) -> audit::Event {
+    audit::Event::new(&auth.tenant.id, (&auth.principal).into(), &request.0, trace, change, outcome)
+}
+
+/// Runs a change, counting its app calls, and records its audit event whatever the outcome.
+async fn audited(
+    state: &AppState,
+    auth: &Authorized,
+    request: &RequestId,
+    change: Change,
+    work: impl Future<Output = ScimResult>,
+) -> ScimResult {
+    let (result, calls) = tally::counted(work).await;
+    if state.audit.is_on() {
+        let (ended, created) = match &result {
+            Ok(s) => (outcome(Ok(s.status.as_u16()), calls), s.body.as_ref().and_then(scim_id)),
+            Err(ErrorResponse(e)) => (outcome(Err(e), calls), None),
+        };
+        let change = match (change.operation, created) {
+            (Operation::Create, Some(id)) => Change { id: Some(id), ..change },
+            _ => change,
+        };
+        state.audit.record(event(auth, request, trace(), change, ended));
+    }
+    result
+}
+
+/// The audit event of one bulk operation.
+fn bulk_event(auth: &Authorized, request: &RequestId, trace: Option<audit::Trace>, d: Done<'_>) -> audit::Event {
+    // `Done::method` is one of the four a bulk request may use.
+    let operation = Operation::of_method(d.method).unwrap_or(Operation::Bulk);
+    let resource = d.kind.map_or(UNKNOWN, ResourceKind::endpoint);
+    let change = Change::new(operation, resource, d.id.as_deref())
+        .with_bulk_id(d.bulk_id)
+        .with_body(d.data.filter(|_| operation != Operation::Delete), personal::allowed());
+    event(auth, request, trace, change, outcome(d.result, d.calls))
+}
+
+fn scim_id(body: &Value) -> Option<String> {
+    body.get("id").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// `/Me` is not provided: the gateway authenticates clients, not users.

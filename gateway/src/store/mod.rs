@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::ResourceKind;
+use crate::telemetry::personal::{self, personal};
 
 /// A store failure. Callers answer 503: the state is unknown, never guessed.
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +233,7 @@ impl LockGuard {
         let Some(token) = store.lock(tenant, name, ttl, wait).await? else { return Ok(None) };
         let renewal = renew(store.clone(), tenant.to_owned(), name.to_owned(), token.clone(), ttl);
         // Renewals belong to the write's trace.
-        let renewal = tokio::spawn(tracing::Instrument::in_current_span(renewal));
+        let renewal = tokio::spawn(tracing::Instrument::in_current_span(personal::inherit(renewal)));
         Ok(Some(Self {
             store: store.clone(),
             tenant: tenant.to_owned(),
@@ -252,11 +253,11 @@ async fn renew(store: Arc<dyn Store>, tenant: String, name: String, token: LockT
         match store.extend(&tenant, &name, &token, ttl).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(tenant, lock = %name, "a lock's lease was lost while held; a concurrent change may interleave");
+                tracing::warn!(tenant, lock = %personal(&name), "a lock's lease was lost while held; a concurrent change may interleave");
                 return;
             }
             // One failed renewal leaves two more before the lease runs out.
-            Err(e) => tracing::warn!(tenant, lock = %name, error = %e, "cannot renew a lock's lease"),
+            Err(e) => tracing::warn!(tenant, lock = %personal(&name), error = %e, "cannot renew a lock's lease"),
         }
     }
 }
@@ -277,7 +278,7 @@ impl Drop for LockGuard {
                     tracing::warn!(tenant, error = %e, "cannot release a lock; it expires by itself");
                 }
             };
-            rt.spawn(tracing::Instrument::in_current_span(release));
+            rt.spawn(tracing::Instrument::in_current_span(personal::inherit(release)));
         }
     }
 }

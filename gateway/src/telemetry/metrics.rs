@@ -37,6 +37,7 @@ pub struct Metrics {
     store_duration: Histogram<f64>,
     config_reloads: Counter<u64>,
     auth_failures: Counter<u64>,
+    audit_dropped: Counter<u64>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new(&opentelemetry::global::meter("scimbridge")));
@@ -101,6 +102,12 @@ impl Metrics {
                 "{request}",
                 "Requests refused with 401, by reason",
             ),
+            audit_dropped: counter(
+                meter,
+                "scimbridge.audit.dropped",
+                "{event}",
+                "Audit events the audit log could not take (its queue full) or write",
+            ),
         }
     }
 
@@ -159,6 +166,11 @@ impl Metrics {
     /// A refused authentication; `reason` as `auth::Rejection::reason` names it.
     pub fn auth_failure(&self, tenant: &str, reason: &'static str) {
         self.auth_failures.add(1, &[KeyValue::new("tenant", tenant.to_owned()), KeyValue::new("reason", reason)]);
+    }
+
+    /// Audit events lost to the audit log.
+    pub fn audit_dropped(&self, n: u64) {
+        self.audit_dropped.add(n, &[]);
     }
 }
 

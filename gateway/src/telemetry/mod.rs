@@ -1,19 +1,25 @@
 //! Telemetry: structured logs through `tracing` (JSON for machines or compact text for people),
-//! traces and metrics over OTLP (`otlp`), and the metric instruments with their Prometheus text
-//! rendering (`metrics`).
+//! traces, metrics and the audit trail's log records over OTLP (`otlp`), the metric instruments
+//! with their Prometheus text rendering (`metrics`), and the switch that keeps personal data out
+//! of log lines unless a tenant allows it (`personal`).
 //!
 //! Spans are `tracing` spans; when an OTLP endpoint is configured, `tracing-opentelemetry` turns
 //! the gateway's own spans into OpenTelemetry spans. Without one, no exporter, processor or thread
 //! exists and the OpenTelemetry layer is absent: the spans cost what a disabled `tracing` span
 //! costs, and the metric instruments are no-ops unless the Prometheus endpoint is on.
+//! The OTLP log signal carries only audit records (`audit` emits them through
+//! [`Telemetry::audit_logger`]); log lines stay in the log.
 //! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
 
 pub mod metrics;
 pub mod otlp;
+pub mod personal;
 
 use opentelemetry::KeyValue;
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -25,6 +31,7 @@ use tracing_subscriber::prelude::*;
 
 pub use metrics::Scrape;
 pub use otlp::{OtlpConfig, Protocol};
+pub use personal::personal;
 
 /// The `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name one.
 const SERVICE_NAME: &str = "scimbridge";
@@ -56,12 +63,14 @@ pub enum TelemetryError {
     Prometheus(String),
 }
 
-/// The running exporters. Dropping it flushes buffered spans and metrics and stops the exporters;
+/// The running exporters. Dropping it flushes buffered spans, metrics and log records and stops
+/// the exporters;
 /// drop it while the runtime that [`init`] ran in is still alive (exports run on it).
 #[must_use = "dropping the guard stops the exporters"]
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
+    logger: Option<SdkLoggerProvider>,
     scrape: Option<Scrape>,
 }
 
@@ -69,6 +78,11 @@ impl Telemetry {
     /// The Prometheus scrape source, when [`Config::prometheus`] asked for one.
     pub fn scrape(&self) -> Option<Scrape> {
         self.scrape.clone()
+    }
+
+    /// Where audit records go over OTLP, when the log signal is configured.
+    pub fn audit_logger(&self) -> Option<SdkLogger> {
+        self.logger.as_ref().map(|p| p.logger("scimbridge"))
     }
 }
 
@@ -85,6 +99,11 @@ impl Drop for Telemetry {
         {
             eprintln!("telemetry: flushing metrics failed: {e}");
         }
+        if let Some(l) = self.logger.take()
+            && let Err(e) = l.shutdown()
+        {
+            eprintln!("telemetry: flushing audit records failed: {e}");
+        }
     }
 }
 
@@ -95,10 +114,20 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let resource = resource();
     let traces = config.otlp.traces()?;
     let metrics_signal = config.otlp.metrics()?;
+    let logs_signal = config.otlp.logs()?;
     let tracer = match &traces {
         Some(signal) => Some(
             SdkTracerProvider::builder()
                 .with_batch_exporter(otlp::span_exporter(signal)?)
+                .with_resource(resource.clone())
+                .build(),
+        ),
+        None => None,
+    };
+    let logger = match &logs_signal {
+        Some(signal) => Some(
+            SdkLoggerProvider::builder()
+                .with_batch_exporter(otlp::log_exporter(signal)?)
                 .with_resource(resource.clone())
                 .build(),
         ),
@@ -139,11 +168,11 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     });
     // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(fmt.with_filter(logs)).with(otel).try_init();
-    if let Some(signal) = traces.as_ref().or(metrics_signal.as_ref()) {
-        let (traces, metrics) = (traces.is_some(), metrics_signal.is_some());
-        tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, "OTLP export on");
+    if let Some(signal) = traces.as_ref().or(metrics_signal.as_ref()).or(logs_signal.as_ref()) {
+        let (traces, metrics, logs) = (traces.is_some(), metrics_signal.is_some(), logs_signal.is_some());
+        tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, logs, "OTLP export on");
     }
-    Ok(Telemetry { tracer, meter, scrape })
+    Ok(Telemetry { tracer, meter, logger, scrape })
 }
 
 /// What becomes OpenTelemetry data: the gateway's own spans (its request, app, store and limiter

@@ -1,6 +1,6 @@
 //! OTLP export settings and exporters: which signals export where, resolved from `serve`'s flags
-//! and the standard `OTEL_*` variables, and the span and metric exporters for them, over
-//! HTTP/protobuf or gRPC.
+//! and the standard `OTEL_*` variables, and the span, metric and log exporters for them, over
+//! HTTP/protobuf or gRPC. The log signal carries the audit trail (`audit`), nothing else.
 //!
 //! HTTP/protobuf exports are sent by a reqwest client (rustls, like every other outbound call) on
 //! the gateway's Tokio runtime: the SDK's batch processors run on their own threads and only wait
@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
-use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// How long one export may take, as the OTLP specification's default.
@@ -23,7 +25,8 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
-    /// Protobuf over HTTP (`/v1/traces`, `/v1/metrics` under the endpoint), usually port 4318.
+    /// Protobuf over HTTP (`/v1/traces`, `/v1/metrics`, `/v1/logs` under the endpoint), usually
+    /// port 4318.
     #[value(name = "http/protobuf")]
     HttpProtobuf,
     /// gRPC, usually port 4317.
@@ -65,12 +68,12 @@ pub enum OtlpError {
 }
 
 /// `serve`'s OTLP flags. Anything left unset falls back to the standard variables, which the
-/// exporter reads itself (`OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`, `…_HEADERS`,
+/// exporter reads itself (`OTEL_EXPORTER_OTLP_[TRACES_|METRICS_|LOGS_]ENDPOINT`, `…_HEADERS`,
 /// `…_TIMEOUT`, `…_COMPRESSION`).
 #[derive(Debug, Clone, Default)]
 pub struct OtlpConfig {
-    /// Base URL of the collector; over HTTP, `/v1/traces` and `/v1/metrics` are appended to it, as
-    /// to `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// Base URL of the collector; over HTTP, `/v1/traces`, `/v1/metrics` and `/v1/logs` are
+    /// appended to it, as to `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub endpoint: Option<String>,
     pub protocol: Option<Protocol>,
     /// Sent with every export (e.g. a vendor's API key), besides `OTEL_EXPORTER_OTLP_HEADERS`.
@@ -82,6 +85,7 @@ pub struct OtlpConfig {
 enum Kind {
     Traces,
     Metrics,
+    Logs,
 }
 
 impl Kind {
@@ -89,6 +93,7 @@ impl Kind {
         match self {
             Self::Traces => "traces",
             Self::Metrics => "metrics",
+            Self::Logs => "logs",
         }
     }
     fn var(self, suffix: &str) -> String {
@@ -115,6 +120,11 @@ impl OtlpConfig {
     /// The metric export, if one is configured.
     pub fn metrics(&self) -> Result<Option<Signal>, OtlpError> {
         self.signal(Kind::Metrics, &|k| std::env::var(k).ok())
+    }
+
+    /// The log export (audit records), if one is configured.
+    pub fn logs(&self) -> Result<Option<Signal>, OtlpError> {
+        self.signal(Kind::Logs, &|k| std::env::var(k).ok())
     }
 
     /// A signal exports when an endpoint is given (flag, generic or per-signal variable), unless
@@ -221,6 +231,28 @@ pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
     Ok(exporter)
 }
 
+/// The log exporter for `signal`.
+pub fn log_exporter(signal: &Signal) -> Result<LogExporter, OtlpError> {
+    debug_assert_eq!(signal.kind, Kind::Logs);
+    let exporter = match signal.protocol {
+        Protocol::HttpProtobuf => common(
+            LogExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(OnRuntime::new()?)
+                .with_headers(signal.header_pairs()?),
+            signal,
+        )
+        .build()?,
+        Protocol::Grpc => common(
+            LogExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
+            signal,
+        )
+        .build()?,
+    };
+    Ok(exporter)
+}
+
 /// The exporter's HTTP client: reqwest, driven on the gateway's runtime whichever thread asks.
 #[derive(Debug)]
 struct OnRuntime {
@@ -279,6 +311,8 @@ mod tests {
         );
         let s = resolve(&flag, Kind::Metrics, &[]).unwrap().unwrap();
         assert_eq!(s.endpoint.as_deref(), Some("http://collector:4318/v1/metrics"));
+        let s = resolve(&flag, Kind::Logs, &[]).unwrap().unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://collector:4318/v1/logs"));
         let grpc = OtlpConfig { protocol: Some(Protocol::Grpc), ..flag };
         let s = resolve(&grpc, Kind::Traces, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap().unwrap();
         assert_eq!((s.protocol, s.endpoint.as_deref()), (Protocol::Grpc, Some("http://collector:4318/")));
@@ -309,6 +343,11 @@ mod tests {
         assert_eq!(resolve(&flag, Kind::Traces, &[("OTEL_TRACES_EXPORTER", "none")]).unwrap(), None);
         assert!(resolve(&flag, Kind::Metrics, &[("OTEL_TRACES_EXPORTER", "none")]).unwrap().is_some());
         assert!(resolve(&flag, Kind::Metrics, &[("OTEL_METRICS_EXPORTER", "otlp,prometheus")]).unwrap().is_some());
+        assert_eq!(resolve(&flag, Kind::Logs, &[("OTEL_LOGS_EXPORTER", "none")]).unwrap(), None);
+        assert!(resolve(&flag, Kind::Traces, &[("OTEL_LOGS_EXPORTER", "none")]).unwrap().is_some());
+        let per_signal = [("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/v1/logs")];
+        assert!(resolve(&OtlpConfig::default(), Kind::Logs, &per_signal).unwrap().is_some());
+        assert_eq!(resolve(&OtlpConfig::default(), Kind::Traces, &per_signal).unwrap(), None);
     }
 
     #[test]

@@ -246,11 +246,20 @@ pub struct TenantOptions {
     /// The most app objects a filter the app cannot search may examine before answering `tooMany`.
     #[serde(default = "default_max_scan")]
     pub max_scan: usize,
+    /// Let this tenant's personal data (user names, filter values, attribute values) into log lines
+    /// and audit events. Off by default: operators see the shape of a request, not whom it was about.
+    #[serde(default)]
+    pub log_personal_data: bool,
 }
 
 impl Default for TenantOptions {
     fn default() -> Self {
-        Self { on_duplicate: OnDuplicate::default(), max_results: default_max_results(), max_scan: default_max_scan() }
+        Self {
+            on_duplicate: OnDuplicate::default(),
+            max_results: default_max_results(),
+            max_scan: default_max_scan(),
+            log_personal_data: false,
+        }
     }
 }
 
