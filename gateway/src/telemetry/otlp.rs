@@ -187,70 +187,47 @@ fn common<B: WithExportConfig>(builder: B, signal: &Signal) -> B {
     }
 }
 
+/// Builds `$exporter` for `$signal` over its transport: the three signals' builders share this
+/// shape but no trait, hence a macro.
+macro_rules! exporter {
+    ($exporter:ty, $signal:expr) => {{
+        let signal: &Signal = $signal;
+        let exporter = match signal.protocol {
+            Protocol::HttpProtobuf => common(
+                <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_http_client(OnRuntime::new()?)
+                    .with_headers(signal.header_pairs()?),
+                signal,
+            )
+            .build()?,
+            Protocol::Grpc => common(
+                <$exporter>::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
+                signal,
+            )
+            .build()?,
+        };
+        Ok(exporter)
+    }};
+}
+
 /// The span exporter for `signal`.
 pub fn span_exporter(signal: &Signal) -> Result<SpanExporter, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Traces);
-    let exporter = match signal.protocol {
-        Protocol::HttpProtobuf => common(
-            SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(OnRuntime::new()?)
-                .with_headers(signal.header_pairs()?),
-            signal,
-        )
-        .build()?,
-        Protocol::Grpc => common(
-            SpanExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
-            signal,
-        )
-        .build()?,
-    };
-    Ok(exporter)
+    exporter!(SpanExporter, signal)
 }
 
 /// The metric exporter for `signal` (cumulative temporality, as Prometheus-style backends expect).
 pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Metrics);
-    let exporter = match signal.protocol {
-        Protocol::HttpProtobuf => common(
-            MetricExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(OnRuntime::new()?)
-                .with_headers(signal.header_pairs()?),
-            signal,
-        )
-        .build()?,
-        Protocol::Grpc => common(
-            MetricExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
-            signal,
-        )
-        .build()?,
-    };
-    Ok(exporter)
+    exporter!(MetricExporter, signal)
 }
 
 /// The log exporter for `signal`.
 pub fn log_exporter(signal: &Signal) -> Result<LogExporter, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Logs);
-    let exporter = match signal.protocol {
-        Protocol::HttpProtobuf => common(
-            LogExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(OnRuntime::new()?)
-                .with_headers(signal.header_pairs()?),
-            signal,
-        )
-        .build()?,
-        Protocol::Grpc => common(
-            LogExporter::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
-            signal,
-        )
-        .build()?,
-    };
-    Ok(exporter)
+    exporter!(LogExporter, signal)
 }
 
 /// The exporter's HTTP client: reqwest, driven on the gateway's runtime whichever thread asks.
