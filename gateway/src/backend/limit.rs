@@ -225,35 +225,39 @@ impl Limiter {
                 acquired.ok()
             }
         };
-        let now = Instant::now();
-        let remaining = bound.map(|b| b.saturating_sub(now - start));
-        if let (Some((shared, scope)), Some((per_second, burst))) = (self.shared.get(), self.limit().rate) {
-            match shared.reserve(scope, "rate", per_second, burst, remaining).await {
-                Ok(Ok(wait)) => {
-                    tokio::time::sleep(wait).await;
-                    return Ok(Permit { _place: place });
-                }
-                Ok(Err(wait)) => {
-                    tracing::warn!(app = %self.app, wait_ms = wait.as_millis() as u64, "outbound limit (shared): the wait would exceed max_wait; call refused");
-                    return Err(Refused { retry_after: wait });
-                }
-                Err(e) => {
-                    tracing::warn!(app = %self.app, error = %e, "shared outbound limit unreachable; this replica keeps the rate alone");
-                }
+        let remaining = || bound.map(|b| b.saturating_sub(start.elapsed()));
+        // The replicas' shared schedule if there is one and it answers, else this process's.
+        let turn = match self.shared_turn(remaining()).await {
+            Some(turn) => turn,
+            None => {
+                let (now, remaining) = (Instant::now(), remaining());
+                let slot = self.state().schedule.as_mut().map(|s| s.reserve(now, remaining));
+                slot.map_or(Ok(Duration::ZERO), |slot| slot.map(|at| at - now))
             }
-        }
-        let now = Instant::now();
-        let remaining = bound.map(|b| b.saturating_sub(now - start));
-        let slot = self.state().schedule.as_mut().map(|s| s.reserve(now, remaining)).transpose();
-        match slot {
-            Ok(Some(at)) if at > now => tokio::time::sleep_until(at).await,
+        };
+        match turn {
+            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
             Ok(_) => {}
             Err(wait) => {
-                tracing::warn!(app = %self.app, wait_ms = wait.as_millis() as u64, "outbound limit: the wait would exceed max_wait; call refused");
+                tracing::warn!(app = %self.app, wait_ms = wait.as_millis() as u64, shared = self.is_shared(), "outbound limit: the wait would exceed max_wait; call refused");
                 return Err(Refused { retry_after: wait });
             }
         }
         Ok(Permit { _place: place })
+    }
+
+    /// This call's wait in the schedule the replicas share, or how far away its slot lies when
+    /// that is beyond `max_wait`; `None` without a shared schedule, or while it cannot be reached.
+    async fn shared_turn(&self, max_wait: Option<Duration>) -> Option<Result<Duration, Duration>> {
+        let (shared, scope) = self.shared.get()?;
+        let (per_second, burst) = self.limit().rate?;
+        match shared.reserve(scope, "rate", per_second, burst, max_wait).await {
+            Ok(turn) => Some(turn),
+            Err(e) => {
+                tracing::warn!(app = %self.app, error = %e, "shared outbound limit unreachable; this replica keeps the rate alone");
+                None
+            }
+        }
     }
 }
 

@@ -165,15 +165,25 @@ pub trait Store: Send + Sync + 'static {
             let token = LockToken::new();
             let deadline = tokio::time::Instant::now() + wait;
             loop {
+                let released = self.lock_released(tenant, name);
                 if self.try_lock(tenant, name, &token, ttl).await? {
                     return Ok(Some(token));
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Ok(None);
                 }
-                tokio::time::sleep(LOCK_POLL).await;
+                let _ = tokio::time::timeout_at(deadline, released).await;
             }
         })
+    }
+
+    /// Completes when lock `name` may have become free. [`Store::lock`] makes it before each
+    /// attempt (so a release between a failed attempt and the wait is not missed) and awaits it
+    /// after a failed one. By default a short poll; a store that sees its locks released wakes
+    /// its waiters at once.
+    fn lock_released<'a>(&'a self, tenant: &'a str, name: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _ = (tenant, name);
+        Box::pin(tokio::time::sleep(LOCK_POLL))
     }
 
     /// Extends a held lock to expire `ttl` from now; `false` (nothing changed) if `token` no
@@ -283,7 +293,7 @@ impl Drop for LockGuard {
     }
 }
 
-/// How often a waiting lock looks again.
+/// How often a waiting lock looks again, where the store cannot say when it is released.
 const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// Removes every record of a tenant; returns how many.

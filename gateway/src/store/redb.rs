@@ -5,7 +5,9 @@
 //! tenant's key range overlaps another's.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,10 @@ pub struct RedbStore {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+fn lock_key(tenant: &str, name: &str) -> String {
+    format!("{tenant}\x1f{name}")
 }
 
 fn key(tenant: &str, kind: ResourceKind, id: &str) -> String {
@@ -111,7 +117,7 @@ impl RedbStore {
     /// When the current holder's lease of lock `name` runs out, if it is held.
     fn expiry(&self, tenant: &str, name: &str) -> Option<tokio::time::Instant> {
         let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.get(&format!("{tenant}\x1f{name}")).map(|(_, e)| tokio::time::Instant::from_std(*e))
+        locks.get(&lock_key(tenant, name)).map(|(_, e)| tokio::time::Instant::from_std(*e))
     }
 }
 
@@ -328,7 +334,7 @@ impl Store for RedbStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let key = format!("{tenant}\x1f{name}");
+            let key = lock_key(tenant, name);
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match locks.get(&key) {
@@ -349,7 +355,7 @@ impl Store for RedbStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let key = format!("{tenant}\x1f{name}");
+            let key = lock_key(tenant, name);
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match locks.get_mut(&key) {
@@ -362,40 +368,22 @@ impl Store for RedbStore {
         })
     }
 
-    /// Waits for a release (or the holder's expiry) instead of polling.
-    fn lock<'a>(
-        &'a self,
-        tenant: &'a str,
-        name: &'a str,
-        ttl: Duration,
-        wait: Duration,
-    ) -> StoreFuture<'a, Option<LockToken>> {
+    /// Wakes on a release in this process, or when the holder's lease runs out.
+    fn lock_released<'a>(&'a self, tenant: &'a str, name: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        // Registered as it is made: `notify_waiters` wakes it even before it is first polled.
+        let released = self.released.notified();
         Box::pin(async move {
-            let token = LockToken::new();
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                // Registered before trying, so a release between the try and the wait is not missed.
-                let released = self.released.notified();
-                tokio::pin!(released);
-                released.as_mut().enable();
-                if self.try_lock(tenant, name, &token, ttl).await? {
-                    return Ok(Some(token));
-                }
-                let expiry = self.expiry(tenant, name).map_or(deadline, |e| e.min(deadline));
-                tokio::select! {
-                    () = released => {}
-                    () = tokio::time::sleep_until(expiry) => {}
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Ok(self.try_lock(tenant, name, &token, ttl).await?.then_some(token));
-                }
+            let Some(expiry) = self.expiry(tenant, name) else { return };
+            tokio::select! {
+                () = released => {}
+                () = tokio::time::sleep_until(expiry) => {}
             }
         })
     }
 
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let key = format!("{tenant}\x1f{name}");
+            let key = lock_key(tenant, name);
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             if locks.get(&key).is_some_and(|(t, _)| *t == token.0) {
                 locks.remove(&key);

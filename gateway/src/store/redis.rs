@@ -257,6 +257,11 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A TTL in whole milliseconds, at least 1 (Redis refuses 0).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 fn decode(text: &str) -> Result<Record, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -312,6 +317,15 @@ impl RedisStore {
 
     fn base(&self, tenant: &str) -> String {
         format!("{}:{{{tenant}}}:", self.prefix)
+    }
+
+    fn lock_key(&self, tenant: &str, name: &str) -> String {
+        format!("{}lock:{name}", self.base(tenant))
+    }
+
+    /// The shared token under `scope` (an app's OAuth client, `oauth:<digest>`).
+    fn token_key(&self, scope: &str) -> String {
+        format!("{}token", self.base(scope))
     }
 
     fn record_prefix(&self, tenant: &str, kind: ResourceKind) -> String {
@@ -441,7 +455,7 @@ impl crate::ratelimit::SharedLimiter for RedisStore {
 impl crate::backend::TokenCache for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> crate::backend::CacheFuture<'a, Option<(Vec<u8>, Duration)>> {
         Box::pin(async move {
-            let key = format!("{}token", self.base(key));
+            let key = self.token_key(key);
             let mut conn = self.conn.clone();
             let (value, ttl_ms): (Option<Vec<u8>>, i64) = self
                 .run(redis::pipe().atomic().get(&key).pttl(&key).query_async(&mut conn))
@@ -454,12 +468,9 @@ impl crate::backend::TokenCache for RedisStore {
 
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> crate::backend::CacheFuture<'a, ()> {
         Box::pin(async move {
-            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let mut conn = self.conn.clone();
-            let () = self
-                .run(conn.pset_ex(format!("{}token", self.base(key)), value, ttl_ms))
-                .await
-                .map_err(|e| e.to_string())?;
+            let () =
+                self.run(conn.pset_ex(self.token_key(key), value, millis(ttl))).await.map_err(|e| e.to_string())?;
             Ok(())
         })
     }
@@ -467,7 +478,7 @@ impl crate::backend::TokenCache for RedisStore {
     fn forget<'a>(&'a self, key: &'a str, value: Vec<u8>) -> crate::backend::CacheFuture<'a, ()> {
         Box::pin(async move {
             // The lock's compare-and-delete: only the value this replica saw rejected goes.
-            let mut inv = self.unlock.key(format!("{}token", self.base(key)));
+            let mut inv = self.unlock.key(self.token_key(key));
             inv.arg(value);
             let mut conn = self.conn.clone();
             let _: i64 = self.run(inv.invoke_async(&mut conn)).await.map_err(|e| e.to_string())?;
@@ -582,9 +593,8 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let mut set = redis::cmd("SET");
-            set.arg(format!("{}lock:{name}", self.base(tenant))).arg(&token.0).arg("NX").arg("PX").arg(ttl_ms);
+            set.arg(self.lock_key(tenant, name)).arg(&token.0).arg("NX").arg("PX").arg(millis(ttl));
             let mut conn = self.conn.clone();
             let taken: Option<String> = self.run(set.query_async(&mut conn)).await?;
             Ok(taken.is_some())
@@ -599,8 +609,8 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut inv = self.extend.key(format!("{}lock:{name}", self.base(tenant)));
-            inv.arg(&token.0).arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            let mut inv = self.extend.key(self.lock_key(tenant, name));
+            inv.arg(&token.0).arg(millis(ttl));
             let mut conn = self.conn.clone();
             let extended: i64 = self.run(inv.invoke_async(&mut conn)).await?;
             Ok(extended == 1)
@@ -609,7 +619,7 @@ impl Store for RedisStore {
 
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut inv = self.unlock.key(format!("{}lock:{name}", self.base(tenant)));
+            let mut inv = self.unlock.key(self.lock_key(tenant, name));
             inv.arg(token.0);
             let mut conn = self.conn.clone();
             let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
