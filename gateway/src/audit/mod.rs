@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 use crate::telemetry::metrics;
 pub use event::{Change, Event, Operation, Outcome, Trace, Who};
 pub use file::{Target, Writer};
-pub use otlp::EVENT_NAME;
 
 /// Why the audit trail could not start.
 #[derive(Debug, thiserror::Error)]

@@ -87,12 +87,10 @@ pub async fn admit(app: &AppState, tenant: &Tenant, key: &str) -> Result<(), std
 
 /// 429 with `Retry-After` in whole seconds (at least 1) and a SCIM error body.
 pub fn too_many_requests(wait: std::time::Duration) -> axum::response::Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
-    let mut r =
-        ErrorResponse(ScimError::status(429, format!("rate limit exceeded; retry after {secs} s"))).into_response();
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    r
+    // `with_retry_after` rounds the wait (up, at least 1 s); the response sets the header from it.
+    let e = ScimError::status(429, String::new()).with_retry_after(wait);
+    let secs = e.retry_after.unwrap_or(1);
+    ErrorResponse(ScimError { detail: format!("rate limit exceeded; retry after {secs} s"), ..e }).into_response()
 }
 
 /// Parses a request body as a JSON value, within depth and content-type rules.

@@ -262,11 +262,19 @@ fn endpoint_type(endpoint: &str) -> &'static str {
     ResourceKind::from_endpoint(endpoint).map_or(UNKNOWN, ResourceKind::endpoint)
 }
 
-/// What a change request is about. The body's attribute names, and its values where the tenant
-/// allows personal data, are taken only when the audit trail is on.
-fn change(state: &AppState, operation: Operation, endpoint: &str, id: Option<&str>, body: Option<&Value>) -> Change {
-    let change = Change::new(operation, endpoint_type(endpoint), id);
-    if state.audit.is_on() { change.with_body(body, personal::allowed()) } else { change }
+/// What a change request is about, when the audit trail is on: the body's attribute names, and
+/// its values where the tenant allows personal data.
+fn change(
+    state: &AppState,
+    operation: Operation,
+    endpoint: &str,
+    id: Option<&str>,
+    body: Option<&Value>,
+) -> Option<Change> {
+    state
+        .audit
+        .is_on()
+        .then(|| Change::new(operation, endpoint_type(endpoint), id).with_body(body, personal::allowed()))
 }
 
 /// The outcome of a change that answered `result` after the app calls of `calls`.
@@ -298,21 +306,21 @@ async fn audited(
     state: &AppState,
     auth: &Authorized,
     request: &RequestId,
-    change: Change,
+    change: Option<Change>,
     work: impl Future<Output = ScimResult>,
 ) -> ScimResult {
+    // With the audit trail off, nothing is counted or built.
+    let Some(change) = change else { return work.await };
     let (result, calls) = tally::counted(work).await;
-    if state.audit.is_on() {
-        let (ended, created) = match &result {
-            Ok(s) => (outcome(Ok(s.status.as_u16()), calls), s.body.as_ref().and_then(scim_id)),
-            Err(ErrorResponse(e)) => (outcome(Err(e), calls), None),
-        };
-        let change = match (change.operation, created) {
-            (Operation::Create, Some(id)) => Change { id: Some(id), ..change },
-            _ => change,
-        };
-        state.audit.record(event(auth, request, trace(), change, ended));
-    }
+    let (ended, created) = match &result {
+        Ok(s) => (outcome(Ok(s.status.as_u16()), calls), s.body.as_ref().and_then(scim_id)),
+        Err(ErrorResponse(e)) => (outcome(Err(e), calls), None),
+    };
+    let change = match (change.operation, created) {
+        (Operation::Create, Some(id)) => Change { id: Some(id), ..change },
+        _ => change,
+    };
+    state.audit.record(event(auth, request, trace(), change, ended));
     result
 }
 
