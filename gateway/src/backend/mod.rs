@@ -84,6 +84,8 @@ pub struct AppResponse {
 pub struct Backend {
     client: reqwest::Client,
     base_url: String,
+    /// `base_url` parsed once: each call's URL is this with the rendered path appended.
+    base: reqwest::Url,
     /// `scheme://host:port` of `base_url`: absolute URLs from the app (paging links) must match it.
     origin: String,
     timeout: Duration,
@@ -115,6 +117,7 @@ impl Backend {
         Ok(Self {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            base: parsed,
             origin,
             timeout,
             auth: Arc::new(auth),
@@ -131,9 +134,7 @@ impl Backend {
     /// Which app instance this is, for sharing its outbound limit: the base URL, normalised (host
     /// in lowercase, default port dropped, no trailing `/`).
     pub fn instance(&self) -> String {
-        reqwest::Url::parse(&self.base_url)
-            .map(|u| u.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|_| self.base_url.clone())
+        self.base.as_str().trim_end_matches('/').to_owned()
     }
 
     /// Puts every call (each attempt, retries included) under `limiter`.
@@ -237,9 +238,14 @@ impl Backend {
                 return Err(BackendError::Request("refusing a URL on another origin than the app's".into()));
             }
             Ok(u)
-        } else {
+        } else if req.path.contains(['?', '#']) {
             reqwest::Url::parse(&format!("{}{}", self.base_url, req.path))
                 .map_err(|_| BackendError::Request("the rendered path is not a valid URL".into()))
+        } else {
+            // Only the path is new: parse just that, on the base's scheme and authority.
+            let mut u = self.base.clone();
+            u.set_path(&format!("{}{}", self.base.path().trim_end_matches('/'), req.path));
+            Ok(u)
         }
     }
 
@@ -467,6 +473,17 @@ mod tests {
         issued.fetch_add(1, Ordering::SeqCst);
         assert_eq!(b.send(&get_api()).await.unwrap().status, 200, "a 401 fetches a new token once");
         assert_eq!(issued.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn urls_are_the_base_and_the_rendered_path() {
+        let b = Backend::new("http://App.example:80/prefix/", Duration::from_secs(5), Auth::None).unwrap();
+        let url = |path: &str| b.url(&AppRequest { path: path.into(), ..get_api() }).map(|u| u.to_string());
+        assert_eq!(url("/api/users/7").unwrap(), "http://app.example/prefix/api/users/7");
+        assert_eq!(url("/api/a b").unwrap(), "http://app.example/prefix/api/a%20b");
+        assert_eq!(url("/api/users?x=1").unwrap(), "http://app.example/prefix/api/users?x=1");
+        assert_eq!(b.instance(), "http://app.example/prefix");
+        assert!(url("https://elsewhere.example/api").is_err(), "another origin");
     }
 
     #[test]

@@ -317,7 +317,7 @@ impl<'a> Ops<'a> {
         let count = q.count.unwrap_or(max).min(max);
         let with_members = self.wants_members(&q.attributes, &q.excluded_attributes)
             || q.filter.as_ref().is_some_and(filter_mentions_members);
-        let project = |r: &Value| scim_list::project(r, &self.rm.schema, &q.attributes, &q.excluded_attributes);
+        let project = |r: Value| scim_list::project(r, &self.rm.schema, &q.attributes, &q.excluded_attributes);
         let mut chosen = plan(self.rm, q.filter.as_ref(), q.sort_by.is_some());
         if matches!(chosen, Plan::Page) && self.scope.is_some_and(|s| s.query.is_empty()) {
             // The app's pages hold other tenants' objects too: only a bounded scan counts right.
@@ -338,7 +338,7 @@ impl<'a> Ops<'a> {
             let mut items = w.items;
             items.truncate(count);
             let page = self.resources(self.records_for(items).await?, with_members).await?;
-            let resources = page.iter().map(|(_, r)| project(r)).collect();
+            let resources = page.into_iter().map(|(_, r)| project(r)).collect();
             return Ok(scim_list::list_response(resources, total, q.start_index));
         }
         let candidates = self.candidates(chosen).await?;
@@ -354,7 +354,7 @@ impl<'a> Ops<'a> {
         }
         let total = matched.len();
         let range = q.page(total, count);
-        let resources = matched[range].iter().map(project).collect();
+        let resources = matched.drain(range).map(project).collect();
         Ok(scim_list::list_response(resources, total, q.start_index))
     }
 }

@@ -301,7 +301,7 @@ impl<'a> Ops<'a> {
     pub async fn get(&self, id: &str, attributes: &[AttrPath], excluded: &[AttrPath]) -> Result<Written, ScimError> {
         let record = self.record(id).await?;
         let (_, scim) = self.load(&record, self.wants_members(attributes, excluded)).await?;
-        let projected = scim_list::project(&scim, &self.rm.schema, attributes, excluded);
+        let projected = scim_list::project(scim, &self.rm.schema, attributes, excluded);
         Ok(self.written(&record, projected))
     }
 

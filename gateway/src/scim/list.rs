@@ -409,14 +409,16 @@ struct Decision<'p> {
 ///
 /// Names match case-insensitively and paths naming unknown attributes are ignored. Complex
 /// values, multi-valued elements and extension objects left empty are dropped (RFC 7643 §2.5).
-pub fn project(resource: &Value, schema: &ResourceSchema, attributes: &[AttrPath], excluded: &[AttrPath]) -> Value {
-    let Some(obj) = resource.as_object() else { return resource.clone() };
+///
+/// It takes the resource by value: what is kept moves into the answer rather than being copied.
+pub fn project(resource: Value, schema: &ResourceSchema, attributes: &[AttrPath], excluded: &[AttrPath]) -> Value {
+    let Value::Object(obj) = resource else { return resource };
     let projector =
         Projector { schema, include: Paths::new(schema, attributes), exclude: Paths::new(schema, excluded) };
     let mut out = Map::new();
     for (key, value) in obj {
-        if let Some(kept) = projector.top_level(key, value) {
-            out.insert(key.clone(), kept);
+        if let Some(kept) = projector.top_level(&key, value) {
+            out.insert(key, kept);
         }
     }
     Value::Object(out)
@@ -429,23 +431,23 @@ struct Projector<'a> {
 }
 
 impl<'a> Projector<'a> {
-    fn top_level(&self, key: &str, value: &Value) -> Option<Value> {
+    fn top_level(&self, key: &str, value: Value) -> Option<Value> {
         if key.eq_ignore_ascii_case("schemas") {
-            return Some(value.clone());
+            return Some(value);
         }
         match (scope_of(self.schema, key), value) {
             (Some(scope @ Scope::Extension(_)), Value::Object(members)) => self.extension(scope, members),
-            _ => self.attribute(Scope::Core, key, value),
+            (_, value) => self.attribute(Scope::Core, key, value),
         }
     }
 
-    fn extension(&self, scope: Scope, members: &Map<String, Value>) -> Option<Value> {
+    fn extension(&self, scope: Scope, members: Map<String, Value>) -> Option<Value> {
         let kept: Map<String, Value> =
-            members.iter().filter_map(|(k, v)| self.attribute(scope, k, v).map(|v| (k.clone(), v))).collect();
+            members.into_iter().filter_map(|(k, v)| self.attribute(scope, &k, v).map(|v| (k, v))).collect();
         (!kept.is_empty()).then_some(Value::Object(kept))
     }
 
-    fn attribute(&self, scope: Scope, name: &str, value: &Value) -> Option<Value> {
+    fn attribute(&self, scope: Scope, name: &str, value: Value) -> Option<Value> {
         let def = definition(self.schema, scope, name);
         let decision = self.decide(scope, name, def.map_or(Returned::Default, |d| d.returned))?;
         select_subs(value, def, &decision)
@@ -484,24 +486,21 @@ impl<'a> Projector<'a> {
 }
 
 /// Keeps the sub-attributes `decision` allows, in every element of a multi-valued attribute.
-fn select_subs(value: &Value, def: Option<&Attribute>, decision: &Decision) -> Option<Value> {
+fn select_subs(value: Value, def: Option<&Attribute>, decision: &Decision) -> Option<Value> {
     match value {
         Value::Object(obj) => select_in_object(obj, def, decision),
         Value::Array(items) => {
-            let kept: Vec<Value> = items.iter().filter_map(|i| select_subs(i, def, decision)).collect();
+            let kept: Vec<Value> = items.into_iter().filter_map(|i| select_subs(i, def, decision)).collect();
             (!kept.is_empty()).then_some(Value::Array(kept))
         }
         // A simple value has no sub-attributes, so naming some selects nothing.
-        _ => matches!(decision.subs, Subs::All { .. }).then(|| value.clone()),
+        _ => matches!(decision.subs, Subs::All { .. }).then_some(value),
     }
 }
 
-fn select_in_object(obj: &Map<String, Value>, def: Option<&Attribute>, decision: &Decision) -> Option<Value> {
-    let kept: Map<String, Value> = obj
-        .iter()
-        .filter(|(k, _)| keeps_sub(k, def.and_then(|d| d.sub(k)).map_or(Returned::Default, |s| s.returned), decision))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+fn select_in_object(mut obj: Map<String, Value>, def: Option<&Attribute>, decision: &Decision) -> Option<Value> {
+    obj.retain(|k, _| keeps_sub(k, def.and_then(|d| d.sub(k)).map_or(Returned::Default, |s| s.returned), decision));
+    let kept = obj;
     (!kept.is_empty()).then_some(Value::Object(kept))
 }
 
@@ -903,7 +902,7 @@ mod tests {
     }
 
     fn projected(attributes: &[&str], excluded: &[&str]) -> Value {
-        project(&bjensen(), &user_resource(), &paths(attributes), &paths(excluded))
+        project(bjensen(), &user_resource(), &paths(attributes), &paths(excluded))
     }
 
     fn keys(v: &Value) -> Vec<&str> {
@@ -1023,7 +1022,7 @@ mod tests {
     #[test]
     fn request_attributes_appear_only_when_named() {
         let schema = with_returned("displayName", None, Returned::Request);
-        let project_with = |a: &[&str]| project(&bjensen(), &schema, &paths(a), &[]);
+        let project_with = |a: &[&str]| project(bjensen(), &schema, &paths(a), &[]);
         assert!(project_with(&[]).get("displayName").is_none());
         assert!(project_with(&[USER]).get("displayName").is_none(), "a whole schema brings default ones");
         assert_eq!(project_with(&["displayName"])["displayName"], "Babs Jensen");
@@ -1033,19 +1032,19 @@ mod tests {
     fn returned_rules_apply_to_sub_attributes() {
         let schema = with_returned("emails", Some("type"), Returned::Request);
         assert_eq!(
-            project(&bjensen(), &schema, &[], &[])["emails"],
+            project(bjensen(), &schema, &[], &[])["emails"],
             json!([{ "value": "bjensen@example.com", "primary": true }])
         );
         assert_eq!(
-            project(&bjensen(), &schema, &paths(&["emails.type"]), &[])["emails"],
+            project(bjensen(), &schema, &paths(&["emails.type"]), &[])["emails"],
             json!([{ "type": "work" }, { "type": "home" }])
         );
         let schema = with_returned("name", Some("givenName"), Returned::Always);
-        let v = project(&bjensen(), &schema, &paths(&["name.familyName"]), &paths(&["name.givenName"]));
+        let v = project(bjensen(), &schema, &paths(&["name.familyName"]), &paths(&["name.givenName"]));
         assert_eq!(v["name"], json!({ "familyName": "Jensen", "givenName": "Barbara" }));
         let schema = with_returned("name", Some("formatted"), Returned::Never);
         assert_eq!(
-            project(&bjensen(), &schema, &paths(&["name"]), &[])["name"],
+            project(bjensen(), &schema, &paths(&["name"]), &[])["name"],
             json!({ "familyName": "Jensen", "givenName": "Barbara" })
         );
     }
@@ -1053,13 +1052,13 @@ mod tests {
     #[test]
     fn always_returned_attributes_still_lose_excluded_sub_attributes() {
         let schema = with_returned("name", None, Returned::Always);
-        let v = project(&bjensen(), &schema, &paths(&["userName"]), &paths(&["name", "name.formatted"]));
+        let v = project(bjensen(), &schema, &paths(&["userName"]), &paths(&["name", "name.formatted"]));
         assert_eq!(v["name"], json!({ "familyName": "Jensen", "givenName": "Barbara" }));
     }
 
     #[test]
     fn non_object_resources_pass_through() {
-        assert_eq!(project(&json!([1, 2]), &user_resource(), &paths(&["userName"]), &[]), json!([1, 2]));
+        assert_eq!(project(json!([1, 2]), &user_resource(), &paths(&["userName"]), &[]), json!([1, 2]));
     }
 
     // ----- sorting ---------------------------------------------------------------------------
@@ -1173,11 +1172,11 @@ mod tests {
             user in arb_user(), attributes in arb_paths(), excluded in arb_paths()
         ) {
             let schema = user_resource();
-            let once = project(&user, &schema, &attributes, &excluded);
+            let once = project(user.clone(), &schema, &attributes, &excluded);
             prop_assert_eq!(&once["id"], &user["id"]);
             prop_assert_eq!(&once["schemas"], &user["schemas"]);
             prop_assert!(once.get("password").is_none());
-            prop_assert_eq!(project(&once, &schema, &attributes, &excluded), once);
+            prop_assert_eq!(project(once.clone(), &schema, &attributes, &excluded), once);
         }
 
         #[test]

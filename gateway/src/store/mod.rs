@@ -2,10 +2,11 @@
 //! app has no field for it, and `meta` timestamps.
 //!
 //! Every key is scoped by tenant and resource type, so one tenant's ids can never name another's
-//! records. [`Store`] is the seam: `redb` (embedded, the default, one process) and `redis` (shared
-//! by replicas) implement it, `suite` holds the tests both must pass, and `instrumented` wraps
-//! either with a span and a duration metric per call.
+//! records. [`Store`] is the seam: `redb` (embedded, the default, one process; its hot reads come
+//! from `cache`) and `redis` (shared by replicas) implement it, `suite` holds the tests both must
+//! pass, and `instrumented` wraps either with a span and a duration metric per call.
 
+pub mod cache;
 pub mod instrumented;
 pub mod redb;
 pub mod redis;
