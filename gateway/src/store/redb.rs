@@ -578,4 +578,225 @@ mod tests {
         assert_eq!(s.get("t", ResourceKind::Group, "g").await.unwrap().unwrap().app_id, "501");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// Lock `name`'s holder token and its waiters' tokens, in queue order.
+    fn lock_state(s: &RedbStore, name: &str) -> (Option<String>, Vec<String>) {
+        let locks = s.locks.0.lock().unwrap();
+        match locks.get(&lock_key("t", name)) {
+            Some(l) => (l.holder.as_ref().map(|h| h.token.clone()), l.queue.iter().map(|w| w.token.clone()).collect()),
+            None => (None, Vec::new()),
+        }
+    }
+
+    fn no_lock_entries(s: &RedbStore) -> bool {
+        s.locks.0.lock().unwrap().is_empty()
+    }
+
+    /// Starts a task that locks `name` (lease `ttl`, waiting up to `wait`) and reports `(i, token)`
+    /// on `tx` when it returns, then lets it enqueue before the next one starts.
+    async fn start_waiter(
+        s: &RedbStore,
+        name: &'static str,
+        i: usize,
+        ttl: Duration,
+        wait: Duration,
+        tx: &tokio::sync::mpsc::UnboundedSender<(usize, Option<LockToken>)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (s, tx) = (s.clone(), tx.clone());
+        let task = tokio::spawn(async move {
+            let got = s.lock("t", name, ttl, wait).await.unwrap();
+            tx.send((i, got)).unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        task
+    }
+
+    /// Each release hands the lock to the longest waiter, in the order they came.
+    #[tokio::test]
+    async fn lock_is_handed_over_first_come_first_served() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        for i in 1..=5 {
+            start_waiter(&s, "g", i, LONG, LONG, &tx).await;
+        }
+        assert_eq!(lock_state(&s, "g").1.len(), 5, "all five queued");
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            s.unlock("t", "g", holder).await.unwrap();
+            let (i, token) = rx.recv().await.unwrap();
+            let token = token.expect("a waiter gets the lock");
+            assert_eq!(lock_state(&s, "g").0.as_deref(), Some(token.0.as_str()), "handed over, not freed");
+            // Nobody else got it meanwhile.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(rx.try_recv().is_err(), "one holder at a time");
+            order.push(i);
+            holder = token;
+        }
+        assert_eq!(order, [1, 2, 3, 4, 5]);
+        s.unlock("t", "g", holder).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter whose wait ends leaves the queue; the one behind it still gets the lock.
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, Duration::from_millis(100), &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        assert_eq!(rx.recv().await.unwrap(), (1, None), "the first gave up");
+        assert_eq!(lock_state(&s, "g").1.len(), 1, "and left the queue");
+        s.unlock("t", "g", holder).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2);
+        s.unlock("t", "g", token.expect("the second gets it")).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter handed the lock as its wait ends (before it ran again) takes it: the lock is not
+    /// left assigned to a waiter that has gone.
+    #[tokio::test]
+    async fn a_hand_off_racing_a_timeout_is_not_lost() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, Duration::from_millis(50), &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        // The first waiter's deadline passes while it cannot run (this test's runtime has one
+        // thread, blocked here); then the lock is handed to it.
+        std::thread::sleep(Duration::from_millis(100));
+        s.unlock("t", "g", holder).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 1);
+        let token = token.expect("handed over in time: taken, not dropped");
+        s.unlock("t", "g", token).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2);
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter whose request is cancelled leaves the queue, and a lock handed to it just before
+    /// goes on to the next waiter.
+    #[tokio::test]
+    async fn a_cancelled_waiter_passes_the_lock_on() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        let first = start_waiter(&s, "g", 1, LONG, LONG, &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        let third = start_waiter(&s, "g", 3, LONG, LONG, &tx).await;
+        third.abort();
+        assert!(third.await.unwrap_err().is_cancelled());
+        assert_eq!(lock_state(&s, "g").1.len(), 2, "the cancelled one left the queue");
+        // Handed to the first, which is cancelled before it runs (one runtime thread, not yielded).
+        s.unlock("t", "g", holder).await.unwrap();
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2, "passed on");
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A holder that never releases holds the queue up for its lease only; the lease then handed
+    /// over is the new holder's own.
+    #[tokio::test]
+    async fn an_abandoned_lease_passes_to_the_head_of_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let dead = s.lock("t", "g", Duration::from_millis(200), Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, Duration::from_millis(300), LONG, &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        let (i, first) = rx.recv().await.unwrap();
+        let first_at = start.elapsed();
+        assert_eq!(i, 1, "the head of the queue, not the other waiter woken by the lease's end");
+        let first = first.expect("taken over");
+        assert!(first_at >= Duration::from_millis(190) && first_at < Duration::from_secs(2), "{first_at:?}");
+        assert!(!s.extend("t", "g", &dead, LONG).await.unwrap(), "the lost lease cannot be renewed");
+        s.unlock("t", "g", dead).await.unwrap();
+        let (holder, queue) = lock_state(&s, "g");
+        assert_eq!((holder, queue.len()), (Some(first.0), 1), "nor released by its old holder");
+        // The first waiter never releases either: its own 300 ms lease holds the second back.
+        let (i, second) = rx.recv().await.unwrap();
+        let second_at = start.elapsed();
+        assert_eq!(i, 2);
+        assert!(second_at >= first_at + Duration::from_millis(250), "{first_at:?} then {second_at:?}");
+        s.unlock("t", "g", second.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// `try_lock` never takes a lock ahead of its waiters, even one whose lease has run out.
+    #[tokio::test]
+    async fn try_lock_does_not_jump_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _dead = s.lock("t", "g", Duration::from_millis(50), Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, LONG, &tx).await;
+        assert!(!s.try_lock("t", "g", &LockToken::new(), LONG).await.unwrap(), "held");
+        // The lease ends while the waiter cannot run; try_lock finds it ended, and still the
+        // waiter gets it.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!s.try_lock("t", "g", &LockToken::new(), LONG).await.unwrap(), "queued");
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 1);
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        let free = LockToken::new();
+        assert!(s.try_lock("t", "g", &free, LONG).await.unwrap(), "free, nobody queued");
+        s.unlock("t", "g", free).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// Keys nobody holds or waits for leave no entry behind, however their locks ended.
+    #[tokio::test]
+    async fn idle_locks_leave_no_entries() {
+        let s = RedbStore::in_memory().unwrap();
+        let short = Duration::from_millis(20);
+        let a = s.lock("t", "a", LONG, short).await.unwrap().unwrap();
+        assert!(s.lock("t", "a", LONG, short).await.unwrap().is_none(), "timed out");
+        let stranger = LockToken::new();
+        assert!(!s.extend("t", "b", &stranger, LONG).await.unwrap(), "nothing to extend");
+        s.unlock("t", "c", stranger).await.unwrap();
+        let b = s.lock("t", "b", short, short).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        s.unlock("t", "b", b).await.unwrap(); // after its lease ran out
+        assert_eq!(s.locks.0.lock().unwrap().len(), 1, "only `a` is held");
+        s.unlock("t", "a", a).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// Many lockers at once on a multi-threaded runtime: each gets the lock, one at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_lockers_exclude_each_other() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let s = RedbStore::in_memory().unwrap();
+        let (count, inside, most) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (s, count, inside, most) = (s.clone(), count.clone(), inside.clone(), most.clone());
+                tokio::spawn(async move {
+                    let token = s.lock("t", "g", LONG, LONG).await.unwrap().expect("every locker gets it");
+                    most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+                    // A read-modify-write split by a yield: lost updates if two ran at once.
+                    let seen = count.load(SeqCst);
+                    tokio::task::yield_now().await;
+                    count.store(seen + 1, SeqCst);
+                    inside.fetch_sub(1, SeqCst);
+                    s.unlock("t", "g", token).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count.load(SeqCst), 32);
+        assert_eq!(most.load(SeqCst), 1);
+        assert!(no_lock_entries(&s));
+    }
 }
