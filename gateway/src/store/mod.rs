@@ -154,7 +154,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
 
     /// Takes the tenant's lock `name` for at most `ttl`, waiting up to `wait` for its holder;
-    /// `None` if it is still held then.
+    /// `None` if it is still held then. By default waiters retry when [`Store::lock_released`]
+    /// says, in no order; the embedded store overrides this and hands its locks over first come,
+    /// first served.
     fn lock<'a>(
         &'a self,
         tenant: &'a str,

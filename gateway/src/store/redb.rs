@@ -6,14 +6,14 @@
 //! Keys are `tenant \x1f kind \x1f id`; tenant ids cannot contain `\x1f` (they are validated), so no
 //! tenant's key range overlaps another's.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::cache::{RecordCache, Ticket};
 use super::{LockToken, Record, Store, StoreError, StoreFuture};
@@ -36,10 +36,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct RedbStore {
     db: Arc<Db>,
     /// Locks live in the process: the embedded store serves one process.
-    locks: Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
-    /// Wakes waiting lockers when a lock is released, so a waiter does not sleep out a poll
-    /// interval (many writes to one busy group would otherwise queue in 10 ms steps).
-    released: Arc<tokio::sync::Notify>,
+    locks: Arc<Locks>,
 }
 
 /// The database and what its blocking closures need beside it.
@@ -123,7 +120,7 @@ impl RedbStore {
         tx.open_table(BY_STORED).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         let db = Db { redb: db, cache: RecordCache::new(cache_bytes), writer: std::sync::Mutex::new(()) };
-        Ok(Self { db: Arc::new(db), locks: Arc::default(), released: Arc::default() })
+        Ok(Self { db: Arc::new(db), locks: Arc::default() })
     }
 
     /// Runs `f` on the blocking pool.
@@ -166,11 +163,146 @@ impl RedbStore {
     fn fill<'r>(&self, ticket: Ticket, tenant: &str, kind: ResourceKind, found: impl Iterator<Item = &'r Record>) {
         self.db.cache.fill(ticket, found.map(|r| (key(tenant, kind, &r.id), key(tenant, kind, &r.app_id), r)));
     }
+}
 
-    /// When the current holder's lease of lock `name` runs out, if it is held.
-    fn expiry(&self, tenant: &str, name: &str) -> Option<tokio::time::Instant> {
-        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.get(&lock_key(tenant, name)).map(|(_, e)| tokio::time::Instant::from_std(*e))
+/// The embedded store's locks, by lock key, handed over first come, first served.
+///
+/// Waking every waiter on each release and letting them race for the lock starves the unlucky:
+/// with 16 writes queued on one group, each holding it for about 1 ms, the slowest waited 0.36 s.
+/// So each lock key has a queue: a release hands the lock straight to the first waiter, with a
+/// lease of that waiter's ttl, and wakes that one only, so a wait is bounded by the queue ahead of
+/// it. A holder that neither releases nor renews (a hung or killed request) holds the queue up
+/// until its lease ends: waiters also wake then, and the first to look hands the lock to the head
+/// of the queue.
+///
+/// Every change goes through [`Locks::with`], which keeps the invariant: a lock has a live holder
+/// whenever anyone waits for it, and a key with neither holder nor waiters has no entry.
+#[derive(Default)]
+struct Locks(std::sync::Mutex<HashMap<String, Lock>>);
+
+/// One lock key: its holder, and its waiters in arrival order.
+#[derive(Default)]
+struct Lock {
+    holder: Option<Lease>,
+    queue: VecDeque<Waiter>,
+}
+
+struct Lease {
+    token: String,
+    expires: Instant,
+}
+
+struct Waiter {
+    token: String,
+    /// The lease it gets when the lock is handed to it.
+    ttl: Duration,
+    /// Notified when it is handed the lock. A `Notify` keeps a wake-up that comes while its waiter
+    /// is not listening yet.
+    wake: Arc<Notify>,
+}
+
+/// Where a locker stands after [`Locks::claim`].
+enum Turn {
+    /// It holds the lock.
+    Mine,
+    /// It is queued; the current lease ends at this instant unless renewed.
+    Behind(Instant),
+}
+
+impl Lock {
+    /// Ends a lease that ran out, and gives a free lock to the first waiter, waking it.
+    fn settle(&mut self, now: Instant) {
+        if self.holder.as_ref().is_some_and(|lease| lease.expires > now) {
+            return;
+        }
+        self.holder = self.queue.pop_front().map(|w| {
+            w.wake.notify_one();
+            Lease { token: w.token, expires: now + w.ttl }
+        });
+    }
+
+    /// Frees the lock if `token` holds it; [`Locks::with`] then hands it on.
+    fn release(&mut self, token: &str) {
+        if self.holder.as_ref().is_some_and(|lease| lease.token == token) {
+            self.holder = None;
+        }
+    }
+}
+
+impl Locks {
+    /// Runs `f` on the state of lock `key`, settled before (an ended lease is passed on) and after
+    /// (a released lock is handed on); the entry is dropped once nobody holds or waits for it.
+    fn with<T>(&self, key: &str, f: impl FnOnce(&mut Lock, Instant) -> T) -> T {
+        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let lock = locks.entry(key.to_owned()).or_default();
+        lock.settle(now);
+        let out = f(lock, now);
+        lock.settle(now);
+        if lock.holder.is_none() && lock.queue.is_empty() {
+            locks.remove(key);
+        }
+        out
+    }
+
+    /// Takes lock `key` for `token` if it is free; never ahead of a waiter (a free lock with
+    /// waiters has already been handed to the first).
+    fn try_take(&self, key: &str, token: &str, ttl: Duration) -> bool {
+        self.with(key, |lock, now| {
+            if lock.holder.is_some() {
+                return false;
+            }
+            lock.holder = Some(Lease { token: token.to_owned(), expires: now + ttl });
+            true
+        })
+    }
+
+    /// Where `token` stands for lock `key`: it holds it (handed over, or taken because free), or
+    /// it waits, queued at the back if it was not queued yet. A waiter handed the lock that did not
+    /// run before that lease ran out has lost it to the next, and queues again.
+    fn claim(&self, key: &str, token: &str, ttl: Duration, wake: &Arc<Notify>) -> Turn {
+        self.with(key, |lock, now| match &lock.holder {
+            Some(lease) if lease.token == token => Turn::Mine,
+            Some(lease) => {
+                let lease_end = lease.expires;
+                if !lock.queue.iter().any(|w| w.token == token) {
+                    let wake = wake.clone();
+                    lock.queue.push_back(Waiter { token: token.to_owned(), ttl, wake });
+                }
+                Turn::Behind(lease_end)
+            }
+            None => {
+                lock.holder = Some(Lease { token: token.to_owned(), expires: now + ttl });
+                Turn::Mine
+            }
+        })
+    }
+
+    /// `token` stops waiting for lock `key`: out of the queue, and a lock handed to it meanwhile
+    /// goes on to the next waiter.
+    fn leave(&self, key: &str, token: &str) {
+        self.with(key, |lock, _| {
+            lock.queue.retain(|w| w.token != token);
+            lock.release(token);
+        });
+    }
+}
+
+/// A locker's place in a lock's queue while it waits, given up on drop unless it came to hold
+/// the lock: a waiter that runs out of time, or whose request is cancelled, never keeps a place
+/// (which would stall those behind it) nor a lock handed to it as it left.
+struct Place<'a> {
+    locks: &'a Locks,
+    key: &'a str,
+    token: &'a str,
+    holds: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.holds {
+            self.locks.leave(self.key, self.token);
+        }
     }
 }
 
@@ -426,15 +558,38 @@ impl Store for RedbStore {
         token: &'a LockToken,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(self.locks.try_take(&lock_key(tenant, name), &token.0, ttl)) })
+    }
+
+    /// First come, first served: see `Locks`.
+    fn lock<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<LockToken>> {
         Box::pin(async move {
             let key = lock_key(tenant, name);
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match locks.get(&key) {
-                Some((_, expires)) if *expires > now => Ok(false),
-                _ => {
-                    locks.insert(key, (token.0.clone(), now + ttl));
-                    Ok(true)
+            let token = LockToken::new();
+            let deadline = Instant::now() + wait;
+            let wake = Arc::new(Notify::new());
+            // From here until it holds the lock, this locker may be queued: leaving (at the deadline,
+            // or when the request is cancelled and this future dropped) goes through the place's drop.
+            let mut place = Place { locks: &self.locks, key: &key, token: &token.0, holds: false };
+            loop {
+                match self.locks.claim(&key, &token.0, ttl, &wake) {
+                    Turn::Mine => {
+                        place.holds = true;
+                        return Ok(Some(token.clone()));
+                    }
+                    Turn::Behind(_) if Instant::now() >= deadline => return Ok(None),
+                    // Woken by a hand-off, or at the holder's lease end to take over from a holder
+                    // that never released (or, after a renewal, to look again).
+                    Turn::Behind(lease_end) => tokio::select! {
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep_until(lease_end.min(deadline)) => {}
+                    },
                 }
             }
         })
@@ -448,40 +603,20 @@ impl Store for RedbStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let key = lock_key(tenant, name);
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match locks.get_mut(&key) {
-                Some((holder, expires)) if *holder == token.0 && *expires > now => {
-                    *expires = now + ttl;
-                    Ok(true)
+            Ok(self.locks.with(&lock_key(tenant, name), |lock, now| match &mut lock.holder {
+                Some(lease) if lease.token == token.0 => {
+                    lease.expires = now + ttl;
+                    true
                 }
-                _ => Ok(false),
-            }
+                _ => false,
+            }))
         })
     }
 
-    /// Wakes on a release in this process, or when the holder's lease runs out.
-    fn lock_released<'a>(&'a self, tenant: &'a str, name: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        // Registered as it is made: `notify_waiters` wakes it even before it is first polled.
-        let released = self.released.notified();
-        Box::pin(async move {
-            let Some(expiry) = self.expiry(tenant, name) else { return };
-            tokio::select! {
-                () = released => {}
-                () = tokio::time::sleep_until(expiry) => {}
-            }
-        })
-    }
-
+    /// Hands the lock to the first waiter, if any.
     fn unlock<'a>(&'a self, tenant: &'a str, name: &'a str, token: LockToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let key = lock_key(tenant, name);
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            if locks.get(&key).is_some_and(|(t, _)| *t == token.0) {
-                locks.remove(&key);
-                self.released.notify_waiters();
-            }
+            self.locks.with(&lock_key(tenant, name), |lock, _| lock.release(&token.0));
             Ok(())
         })
     }
@@ -577,5 +712,226 @@ mod tests {
         let s = RedbStore::open(&path, DEFAULT_CACHE_BYTES).unwrap();
         assert_eq!(s.get("t", ResourceKind::Group, "g").await.unwrap().unwrap().app_id, "501");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// Lock `name`'s holder token and its waiters' tokens, in queue order.
+    fn lock_state(s: &RedbStore, name: &str) -> (Option<String>, Vec<String>) {
+        let locks = s.locks.0.lock().unwrap();
+        match locks.get(&lock_key("t", name)) {
+            Some(l) => (l.holder.as_ref().map(|h| h.token.clone()), l.queue.iter().map(|w| w.token.clone()).collect()),
+            None => (None, Vec::new()),
+        }
+    }
+
+    fn no_lock_entries(s: &RedbStore) -> bool {
+        s.locks.0.lock().unwrap().is_empty()
+    }
+
+    /// Starts a task that locks `name` (lease `ttl`, waiting up to `wait`) and reports `(i, token)`
+    /// on `tx` when it returns, then lets it enqueue before the next one starts.
+    async fn start_waiter(
+        s: &RedbStore,
+        name: &'static str,
+        i: usize,
+        ttl: Duration,
+        wait: Duration,
+        tx: &tokio::sync::mpsc::UnboundedSender<(usize, Option<LockToken>)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (s, tx) = (s.clone(), tx.clone());
+        let task = tokio::spawn(async move {
+            let got = s.lock("t", name, ttl, wait).await.unwrap();
+            tx.send((i, got)).unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        task
+    }
+
+    /// Each release hands the lock to the longest waiter, in the order they came.
+    #[tokio::test]
+    async fn lock_is_handed_over_first_come_first_served() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        for i in 1..=5 {
+            start_waiter(&s, "g", i, LONG, LONG, &tx).await;
+        }
+        assert_eq!(lock_state(&s, "g").1.len(), 5, "all five queued");
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            s.unlock("t", "g", holder).await.unwrap();
+            let (i, token) = rx.recv().await.unwrap();
+            let token = token.expect("a waiter gets the lock");
+            assert_eq!(lock_state(&s, "g").0.as_deref(), Some(token.0.as_str()), "handed over, not freed");
+            // Nobody else got it meanwhile.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(rx.try_recv().is_err(), "one holder at a time");
+            order.push(i);
+            holder = token;
+        }
+        assert_eq!(order, [1, 2, 3, 4, 5]);
+        s.unlock("t", "g", holder).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter whose wait ends leaves the queue; the one behind it still gets the lock.
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, Duration::from_millis(100), &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        assert_eq!(rx.recv().await.unwrap(), (1, None), "the first gave up");
+        assert_eq!(lock_state(&s, "g").1.len(), 1, "and left the queue");
+        s.unlock("t", "g", holder).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2);
+        s.unlock("t", "g", token.expect("the second gets it")).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter handed the lock as its wait ends (before it ran again) takes it: the lock is not
+    /// left assigned to a waiter that has gone.
+    #[tokio::test]
+    async fn a_hand_off_racing_a_timeout_is_not_lost() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, Duration::from_millis(50), &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        // The first waiter's deadline passes while it cannot run (this test's runtime has one
+        // thread, blocked here); then the lock is handed to it.
+        std::thread::sleep(Duration::from_millis(100));
+        s.unlock("t", "g", holder).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 1);
+        let token = token.expect("handed over in time: taken, not dropped");
+        s.unlock("t", "g", token).await.unwrap();
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2);
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A waiter whose request is cancelled leaves the queue, and a lock handed to it just before
+    /// goes on to the next waiter.
+    #[tokio::test]
+    async fn a_cancelled_waiter_passes_the_lock_on() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let holder = s.lock("t", "g", LONG, Duration::ZERO).await.unwrap().unwrap();
+        let first = start_waiter(&s, "g", 1, LONG, LONG, &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        let third = start_waiter(&s, "g", 3, LONG, LONG, &tx).await;
+        third.abort();
+        assert!(third.await.unwrap_err().is_cancelled());
+        assert_eq!(lock_state(&s, "g").1.len(), 2, "the cancelled one left the queue");
+        // Handed to the first, which is cancelled before it runs (one runtime thread, not yielded).
+        s.unlock("t", "g", holder).await.unwrap();
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 2, "passed on");
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// A holder that never releases holds the queue up for its lease only; the lease then handed
+    /// over is the new holder's own.
+    #[tokio::test]
+    async fn an_abandoned_lease_passes_to_the_head_of_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let dead = s.lock("t", "g", Duration::from_millis(200), Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, Duration::from_millis(300), LONG, &tx).await;
+        start_waiter(&s, "g", 2, LONG, LONG, &tx).await;
+        let (i, first) = rx.recv().await.unwrap();
+        let first_at = start.elapsed();
+        assert_eq!(i, 1, "the head of the queue, not the other waiter woken by the lease's end");
+        let first = first.expect("taken over");
+        assert!(first_at >= Duration::from_millis(190) && first_at < Duration::from_secs(2), "{first_at:?}");
+        assert!(!s.extend("t", "g", &dead, LONG).await.unwrap(), "the lost lease cannot be renewed");
+        s.unlock("t", "g", dead).await.unwrap();
+        let (holder, queue) = lock_state(&s, "g");
+        assert_eq!((holder, queue.len()), (Some(first.0), 1), "nor released by its old holder");
+        // The first waiter never releases either: its own 300 ms lease holds the second back.
+        let (i, second) = rx.recv().await.unwrap();
+        let second_at = start.elapsed();
+        assert_eq!(i, 2);
+        assert!(second_at >= first_at + Duration::from_millis(250), "{first_at:?} then {second_at:?}");
+        s.unlock("t", "g", second.unwrap()).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// `try_lock` never takes a lock ahead of its waiters, even one whose lease has run out.
+    #[tokio::test]
+    async fn try_lock_does_not_jump_the_queue() {
+        let s = RedbStore::in_memory().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _dead = s.lock("t", "g", Duration::from_millis(50), Duration::ZERO).await.unwrap().unwrap();
+        start_waiter(&s, "g", 1, LONG, LONG, &tx).await;
+        assert!(!s.try_lock("t", "g", &LockToken::new(), LONG).await.unwrap(), "held");
+        // The lease ends while the waiter cannot run; try_lock finds it ended, and still the
+        // waiter gets it.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!s.try_lock("t", "g", &LockToken::new(), LONG).await.unwrap(), "queued");
+        let (i, token) = rx.recv().await.unwrap();
+        assert_eq!(i, 1);
+        s.unlock("t", "g", token.unwrap()).await.unwrap();
+        let free = LockToken::new();
+        assert!(s.try_lock("t", "g", &free, LONG).await.unwrap(), "free, nobody queued");
+        s.unlock("t", "g", free).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// Keys nobody holds or waits for leave no entry behind, however their locks ended.
+    #[tokio::test]
+    async fn idle_locks_leave_no_entries() {
+        let s = RedbStore::in_memory().unwrap();
+        let short = Duration::from_millis(20);
+        let a = s.lock("t", "a", LONG, short).await.unwrap().unwrap();
+        assert!(s.lock("t", "a", LONG, short).await.unwrap().is_none(), "timed out");
+        let stranger = LockToken::new();
+        assert!(!s.extend("t", "b", &stranger, LONG).await.unwrap(), "nothing to extend");
+        s.unlock("t", "c", stranger).await.unwrap();
+        let b = s.lock("t", "b", short, short).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        s.unlock("t", "b", b).await.unwrap(); // after its lease ran out
+        assert_eq!(s.locks.0.lock().unwrap().len(), 1, "only `a` is held");
+        s.unlock("t", "a", a).await.unwrap();
+        assert!(no_lock_entries(&s));
+    }
+
+    /// Many lockers at once on a multi-threaded runtime: each gets the lock, one at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_lockers_exclude_each_other() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let s = RedbStore::in_memory().unwrap();
+        let (count, inside, most) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (s, count, inside, most) = (s.clone(), count.clone(), inside.clone(), most.clone());
+                tokio::spawn(async move {
+                    let token = s.lock("t", "g", LONG, LONG).await.unwrap().expect("every locker gets it");
+                    most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+                    // A read-modify-write split by a yield: lost updates if two ran at once.
+                    let seen = count.load(SeqCst);
+                    tokio::task::yield_now().await;
+                    count.store(seen + 1, SeqCst);
+                    inside.fetch_sub(1, SeqCst);
+                    s.unlock("t", "g", token).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count.load(SeqCst), 32);
+        assert_eq!(most.load(SeqCst), 1);
+        assert!(no_lock_entries(&s));
     }
 }
