@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--otlp", action="store_true", help="the gateway exports traces and metrics to a local OTLP sink")
     a = ap.parse_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "scimbridge"], cwd=bench.ROOT, check=True)
@@ -118,6 +119,11 @@ def main():
         procs.append(app)
         bench.write_config(tmp / "config", 1)
         env = {"DEMO_APP_URL": app.url, "DEMO_APP_API_KEY": bench.API_KEY, "RUST_LOG": "warn"}
+        if a.otlp:
+            sink = bench.ThreadingHTTPServer(("127.0.0.1", 0), bench.Sink)
+            threading.Thread(target=sink.serve_forever, daemon=True).start()
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink.server_address[1]}",
+                       OTEL_METRIC_EXPORT_INTERVAL="5000")
         gw = Grinded("gateway", ["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0",
                                  "--data-dir", str(tmp / "data")], env, "scimbridge listening on ")
         procs.append(gw)

@@ -70,40 +70,53 @@ fn reload_logged(dir: &Path, registry: &ArcSwap<Registry>, why: &str) {
 }
 
 /// Reloads on SIGHUP and on file changes (checked every `every`) until the process ends.
-pub async fn watch(dir: PathBuf, registry: Arc<ArcSwap<Registry>>, every: Duration) {
-    on_change(|| fingerprint(&dir), every, |why| reload_logged(&dir, &registry, why)).await;
+///
+/// Like [`on_change`], it listens for SIGHUP from the moment it is called, not from the moment
+/// the returned future first runs.
+pub fn watch(dir: PathBuf, registry: Arc<ArcSwap<Registry>>, every: Duration) -> impl Future<Output = ()> + Send {
+    let seen = dir.clone();
+    on_change(move || fingerprint(&seen), every, move |why| reload_logged(&dir, &registry, why))
 }
 
 /// Calls `apply` with the reason on SIGHUP, and when `fingerprint` changes (checked every
 /// `every`), until the process ends.
-pub async fn on_change(mut fingerprint: impl FnMut() -> Fingerprint, every: Duration, mut apply: impl FnMut(&str)) {
-    let mut seen = fingerprint();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+///
+/// SIGHUP is taken over when this is called (in a runtime), before the future runs: a SIGHUP sent
+/// once the process says it listens must reload, and by default the signal would end the process.
+pub fn on_change(
+    mut fingerprint: impl FnMut() -> Fingerprint + Send,
+    every: Duration,
+    mut apply: impl FnMut(&str) + Send,
+) -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        #[cfg(unix)]
-        let signal = async {
-            match hup.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let signal = std::future::pending::<Option<()>>();
-        tokio::select! {
-            _ = signal => {
-                seen = fingerprint();
-                apply("SIGHUP");
-            }
-            _ = tick.tick() => {
-                let now = fingerprint();
-                if now != seen {
-                    // Let an editor finish writing before reading.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    async move {
+        let mut seen = fingerprint();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let signal = async {
+                match hup.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signal = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = signal => {
                     seen = fingerprint();
-                    apply("files changed");
+                    apply("SIGHUP");
+                }
+                _ = tick.tick() => {
+                    let now = fingerprint();
+                    if now != seen {
+                        // Let an editor finish writing before reading.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        seen = fingerprint();
+                        apply("files changed");
+                    }
                 }
             }
         }

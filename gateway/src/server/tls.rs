@@ -185,15 +185,14 @@ impl ReloadingCert {
     }
 
     /// Reloads on SIGHUP and when either file changes (checked every `every`), until the process
-    /// ends. The same trigger as the configuration's (`reload::on_change`).
-    pub async fn watch(self: Arc<Self>, every: Duration) {
+    /// ends. The same trigger as the configuration's (`reload::on_change`), listening from this call.
+    pub fn watch(self: Arc<Self>, every: Duration) -> impl Future<Output = ()> + Send {
         let paths = [self.files.cert.clone(), self.files.key.clone()];
         crate::reload::on_change(
-            || crate::reload::fingerprint_files(paths.iter().map(PathBuf::as_path)),
+            move || crate::reload::fingerprint_files(paths.iter().map(PathBuf::as_path)),
             every,
-            |why| self.reload_logged(why),
+            move |why| self.reload_logged(why),
         )
-        .await;
     }
 }
 

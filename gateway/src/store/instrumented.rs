@@ -1,8 +1,12 @@
-//! A [`Store`] decorator that gives every call a span (`store <operation>`, a child of the request
-//! that made it) and a duration in `scimbridge.store.duration`. It wraps whichever store serves,
-//! so neither store knows about telemetry.
+//! A [`Store`] decorator that gives every call a duration in `scimbridge.store.duration` and, when
+//! it has to wait (file, blocking pool, network), a span (`store <operation>`, a child of the
+//! request that made it). It wraps whichever store serves, so neither store knows about telemetry.
+//!
+//! A call answered at once (the embedded store's record cache) gets no span: it is a memory read
+//! that a span would cost many times over, and it adds nothing to a trace.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
@@ -25,6 +29,26 @@ impl Instrumented {
 
     fn observe<'a, T: Send + 'a>(&'a self, operation: &'static str, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
         let store = self.inner.kind();
+        Box::pin(async move {
+            let start = Instant::now();
+            let mut call = call;
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                metrics::get().store_call(store, operation, result.is_ok(), start.elapsed());
+                return result;
+            }
+            self.waited(store, operation, start, call).await
+        })
+    }
+
+    /// The rest of a call that did not answer at once, in its span.
+    async fn waited<T>(
+        &self,
+        store: &'static str,
+        operation: &'static str,
+        start: Instant,
+        call: StoreFuture<'_, T>,
+    ) -> Result<T, super::StoreError> {
         // A call to a server (Redis) is a client span; the embedded store works in-process.
         let span_kind = if store == "redis" { "client" } else { "internal" };
         let span = tracing::debug_span!(
@@ -36,16 +60,13 @@ impl Instrumented {
             error.type = Empty,
             otel.status_code = Empty,
         );
-        Box::pin(async move {
-            let start = Instant::now();
-            let result = call.instrument(span.clone()).await;
-            metrics::get().store_call(store, operation, result.is_ok(), start.elapsed());
-            if let Err(e) = &result {
-                span.record("error.type", e.kind());
-                span.record("otel.status_code", "error");
-            }
-            result
-        })
+        let result = call.instrument(span.clone()).await;
+        metrics::get().store_call(store, operation, result.is_ok(), start.elapsed());
+        if let Err(e) = &result {
+            span.record("error.type", e.kind());
+            span.record("otel.status_code", "error");
+        }
+        result
     }
 }
 
