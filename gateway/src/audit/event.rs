@@ -186,13 +186,17 @@ impl Serialize for Trace {
     }
 }
 
+fn rfc3339<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let text = OffsetDateTime::from(*at).format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
+}
+
 /// One audit event, as written to the audit log (one JSON object a line) and as the body of its
 /// OTLP log record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// When the change ended, RFC 3339 in UTC.
-    pub time: String,
-    #[serde(skip)]
+    /// When the change ended; written as `time`, RFC 3339 in UTC.
+    #[serde(rename = "time", serialize_with = "rfc3339")]
     pub at: SystemTime,
     pub tenant: String,
     pub who: Who,
@@ -215,10 +219,8 @@ impl Event {
         change: Change,
         outcome: Outcome,
     ) -> Self {
-        let now = OffsetDateTime::now_utc();
         Self {
-            time: now.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned()),
-            at: now.into(),
+            at: SystemTime::now(),
             tenant: tenant.to_owned(),
             who,
             request_id: request_id.to_owned(),

@@ -215,8 +215,8 @@ impl Provisioner {
                     still.push(i);
                     continue;
                 } else {
-                    let (outcome, calls) = tally::counted(self.run(tenant, op, &resolved)).await;
                     let path = substitute_path(&op.path, &resolved);
+                    let (outcome, calls) = tally::counted(self.run(tenant, op, &path, &resolved)).await;
                     match outcome {
                         Ok((result, status, new_id)) => {
                             done(op.done(&path, new_id.clone(), Ok(status), calls));
@@ -257,14 +257,15 @@ impl Provisioner {
         }))
     }
 
+    /// Runs `op` on `path` (its path with `bulkId` references resolved).
     async fn run(
         &self,
         tenant: &Tenant,
         op: &Operation,
+        path: &str,
         resolved: &Map<String, Value>,
     ) -> Result<(Value, u16, Option<String>), ScimError> {
-        let path = substitute_path(&op.path, resolved);
-        let (kind, id) = target(&path)?;
+        let (kind, id) = target(path)?;
         let ops = self.resource(tenant, kind)?;
         let mut data = op.data.clone().unwrap_or(Value::Null);
         substitute(&mut data, resolved);
