@@ -57,6 +57,7 @@ class Proc:
             if time.time() > deadline:
                 break
         if not self.url:
+            self.stop()  # never left running behind a failed start
             raise SystemExit(f"{args[0]} did not start")
         threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
 
@@ -106,7 +107,9 @@ class Client:
         return json.loads(text) if text else None
 
 
-def write_config(dir: pathlib.Path, tenants: int):
+def write_config(dir: pathlib.Path, tenants: int, backend: str = ""):
+    """A config dir with `tenants` tenants on the demo-app mapping; `backend` adds lines (YAML, two
+    spaces in) under each tenant's `backend:`."""
     (dir / "tenants").mkdir(parents=True)
     (dir / "mappings").mkdir()
     shutil.copy(ROOT / "mappings" / "demo-app.yaml", dir / "mappings" / "demo-app.yaml")
@@ -115,12 +118,12 @@ def write_config(dir: pathlib.Path, tenants: int):
         tid = "bench" if i == 0 else f"extra-{i}"
         (dir / "tenants" / f"{tid}.yaml").write_text(
             f"id: {tid}\nmapping: demo-app\nbackend:\n  base_url: \"${{DEMO_APP_URL}}\"\n"
-            f"  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n"
+            f"  credentials:\n    api_key: \"${{DEMO_APP_API_KEY}}\"\n{backend}"
             f"auth:\n  tokens:\n    - label: bench\n      sha256: \"{sha}\"\n"
             f"options:\n  max_results: 200\n")
 
 
-def preload(app_url, users, groups):
+def preload(app_url, users, groups, threads=8):
     """Creates the users straight in the app (fast), and teams of 1,000 members each."""
     def make(chunk):
         c = Client(app_url, {"X-Api-Key": API_KEY})
@@ -128,8 +131,8 @@ def preload(app_url, users, groups):
             c.call("POST", "/api/v1/accounts", {"account": {
                 "login": f"user{i}@example.com", "first_name": "Bench", "last_name": f"User {i}",
                 "email": f"user{i}@example.com", "ext_ref": f"ext-{i}"}})
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(make, [range(k, users, 8) for k in range(8)]))
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(make, [range(k, users, threads) for k in range(threads)]))
     c = Client(app_url, {"X-Api-Key": API_KEY})
     logins = {}
     for offset in range(0, users, 200):
