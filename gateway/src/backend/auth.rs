@@ -161,7 +161,7 @@ impl OAuth2 {
 
     /// A valid access token: the cached one, one another replica shared, or a new one (one fetch
     /// at a time per process).
-    pub async fn token(&self, client: &reqwest::Client) -> Result<String, BackendError> {
+    pub async fn token(&self, client: &reqwest::Client, timeout: Duration) -> Result<String, BackendError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
             && Instant::now() < c.until
@@ -184,9 +184,9 @@ impl OAuth2 {
         if let Some(a) = &self.audience {
             form.push(("audience", a));
         }
-        let resp = client.post(&self.token_url).form(&form).send().await.map_err(|e| {
+        let resp = client.post(&self.token_url).timeout(timeout).form(&form).send().await.map_err(|e| {
             if e.is_timeout() {
-                BackendError::Timeout(Duration::ZERO)
+                BackendError::Timeout(timeout)
             } else {
                 BackendError::Connect(format!("token endpoint: {}", e.without_url()))
             }

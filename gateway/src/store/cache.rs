@@ -79,12 +79,13 @@ impl Writes<'_> {
 impl RecordCache {
     /// A cache of at most about `bytes` of records (four fifths) and app-id hints (the rest).
     pub fn new(bytes: u64) -> Self {
-        // A typical entry weighs about 300 bytes; the estimate only sizes the tables up front.
         let records = bytes / 5 * 4;
         let hints = bytes - records;
+        // The tables start small and grow with what is cached: an idle gateway stays small.
+        let start = |weight: u64, per_entry: u64| (weight / per_entry).min(1024) as usize;
         Self {
-            records: Cache::with_weighter((records / 300) as usize, records.max(1), Bytes),
-            by_app: Cache::with_weighter((hints / 150) as usize, hints.max(1), Bytes),
+            records: Cache::with_weighter(start(records, 300), records.max(1), Bytes),
+            by_app: Cache::with_weighter(start(hints, 150), hints.max(1), Bytes),
             writes: AtomicU64::new(0),
             gate: std::sync::Mutex::new(()),
         }
@@ -176,6 +177,17 @@ mod tests {
         assert_eq!(c.by_app("a2", "2").map(|r| r.version), Some(2));
         c.written(|w| w.remove("k1"));
         assert_eq!(c.by_app("a2", "2"), None, "a hint to a removed record finds nothing");
+    }
+
+    #[test]
+    fn grows_beyond_its_starting_tables() {
+        let c = RecordCache::new(16 << 20);
+        let key = |i: usize| format!("tenant\x1fUser\x1f{i:036}");
+        for i in 0..20_000 {
+            c.written(|w| w.set(&key(i), format!("a{i}"), &rec(&key(i), &i.to_string(), 1)));
+        }
+        let kept = (0..20_000).filter(|&i| c.get(&key(i)).is_some()).count();
+        assert!(kept > 19_000, "{kept} of 20,000 kept in 16 MiB");
     }
 
     #[test]
