@@ -306,6 +306,9 @@ impl Drop for Place<'_> {
     }
 }
 
+/// Writes `record` and its index entries. Entries that `previous` already has stay untouched: a
+/// change that keeps the app id and `externalId` (most PATCHes) rewrites the record alone, and
+/// every page a transaction leaves unchanged is one its commit need not copy.
 fn write_record(
     tx: &redb::WriteTransaction,
     tenant: &str,
@@ -315,29 +318,34 @@ fn write_record(
 ) -> Result<(), StoreError> {
     let rkey = key(tenant, kind, &record.id);
     let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
-    let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
-    let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
-    let mut by_stored = tx.open_table(BY_STORED).map_err(unavailable)?;
-    if let Some(prev) = previous {
-        for k in stored_keys(tenant, kind, prev) {
-            by_stored.remove(k.as_str()).map_err(unavailable)?;
-        }
-        if prev.app_id != record.app_id {
+    records.insert(rkey.as_str(), encode(record)?.as_slice()).map_err(unavailable)?;
+    if previous.is_none_or(|p| p.app_id != record.app_id) {
+        let mut by_app = tx.open_table(BY_APP_ID).map_err(unavailable)?;
+        if let Some(prev) = previous {
             by_app.remove(key(tenant, kind, &prev.app_id).as_str()).map_err(unavailable)?;
         }
-        if let Some(e) = &prev.external_id
-            && record.external_id.as_ref() != Some(e)
-        {
+        by_app.insert(key(tenant, kind, &record.app_id).as_str(), rkey.as_str()).map_err(unavailable)?;
+    }
+    let old_ext = previous.and_then(|p| p.external_id.as_ref());
+    if old_ext != record.external_id.as_ref() {
+        let mut by_ext = tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
+        if let Some(e) = old_ext {
             by_ext.remove(key(tenant, kind, e).as_str()).map_err(unavailable)?;
         }
+        if let Some(e) = &record.external_id {
+            by_ext.insert(key(tenant, kind, e).as_str(), rkey.as_str()).map_err(unavailable)?;
+        }
     }
-    records.insert(rkey.as_str(), encode(record)?.as_slice()).map_err(unavailable)?;
-    by_app.insert(key(tenant, kind, &record.app_id).as_str(), rkey.as_str()).map_err(unavailable)?;
-    if let Some(e) = &record.external_id {
-        by_ext.insert(key(tenant, kind, e).as_str(), rkey.as_str()).map_err(unavailable)?;
-    }
-    for k in stored_keys(tenant, kind, record) {
-        by_stored.insert(k.as_str(), rkey.as_str()).map_err(unavailable)?;
+    let old_stored = previous.map(|p| stored_keys(tenant, kind, p)).unwrap_or_default();
+    let new_stored = stored_keys(tenant, kind, record);
+    if old_stored != new_stored {
+        let mut by_stored = tx.open_table(BY_STORED).map_err(unavailable)?;
+        for k in old_stored.iter().filter(|k| !new_stored.contains(k)) {
+            by_stored.remove(k.as_str()).map_err(unavailable)?;
+        }
+        for k in new_stored.iter().filter(|k| !old_stored.contains(k)) {
+            by_stored.insert(k.as_str(), rkey.as_str()).map_err(unavailable)?;
+        }
     }
     Ok(())
 }
@@ -690,6 +698,40 @@ mod tests {
         let again = s.adopt("t", ResourceKind::User, vec!["7".into()], "now").await.unwrap();
         assert_eq!(adopted, again);
         assert_eq!(s.get("t", ResourceKind::User, &adopted[0].id).await.unwrap().as_ref(), adopted.first());
+    }
+
+    /// A change rewrites exactly the index entries that changed (read from the file: no cache).
+    #[tokio::test]
+    async fn changed_index_entries_move_and_unchanged_ones_stay() {
+        let dir = std::env::temp_dir().join(format!("scimbridge-store-{}", uuid::Uuid::new_v4()));
+        let s = RedbStore::open(&dir.join("state.redb"), 0).unwrap();
+        let mut r = Record::adopted("1", "now");
+        r.external_id = Some("e1".into());
+        r.stored.insert("userName".into(), "Ann".into());
+        s.put("t", ResourceKind::User, r.clone()).await.unwrap();
+        let mut same = r.clone();
+        same.version = 2;
+        s.put("t", ResourceKind::User, same).await.unwrap();
+        let found = |rec: Option<Record>| rec.map(|x| (x.id, x.version));
+        assert_eq!(found(s.by_app_id("t", ResourceKind::User, "1").await.unwrap()), Some((r.id.clone(), 2)));
+        assert_eq!(found(s.by_external_id("t", ResourceKind::User, "e1").await.unwrap()), Some((r.id.clone(), 2)));
+        assert_eq!(
+            found(s.by_stored("t", ResourceKind::User, "userName", "ann").await.unwrap()),
+            Some((r.id.clone(), 2))
+        );
+        let mut moved = r.clone();
+        moved.version = 3;
+        moved.app_id = "2".into();
+        moved.external_id = Some("e2".into());
+        moved.stored.insert("userName".into(), "Bea".into());
+        s.put("t", ResourceKind::User, moved).await.unwrap();
+        assert_eq!(s.by_app_id("t", ResourceKind::User, "1").await.unwrap(), None);
+        assert_eq!(s.by_external_id("t", ResourceKind::User, "e1").await.unwrap(), None);
+        assert_eq!(s.by_stored("t", ResourceKind::User, "userName", "ann").await.unwrap(), None);
+        assert_eq!(found(s.by_app_id("t", ResourceKind::User, "2").await.unwrap()), Some((r.id.clone(), 3)));
+        assert_eq!(found(s.by_external_id("t", ResourceKind::User, "e2").await.unwrap()), Some((r.id.clone(), 3)));
+        assert_eq!(found(s.by_stored("t", ResourceKind::User, "userName", "bea").await.unwrap()), Some((r.id, 3)));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

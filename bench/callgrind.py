@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Instruction counts per request, by callgrind: the gateway's hottest paths, and the app's own.
 
-    python3 bench/profile.py                      # every scenario, 300 requests each
-    python3 bench/profile.py get patch -n 500     # some scenarios
-    python3 bench/profile.py get --top 40         # more functions in the listing
+    python3 bench/callgrind.py                      # every scenario, 300 requests each
+    python3 bench/callgrind.py get patch -n 500     # some scenarios
+    python3 bench/callgrind.py get --top 40         # more functions in the listing
 
 It starts the demo app and `scimbridge serve` (release build) both under valgrind's callgrind
 with instrumentation off, preloads users as bench/run.py does, sends a few warm-up requests, then
@@ -80,18 +80,23 @@ def total(dump):
 
 
 def annotate(dump, top):
-    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", f"--threshold=99", str(dump)],
+    """The gateway's own functions by inclusive cost (the async plumbing around them says little)."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", str(dump)],
                          capture_output=True, text=True).stdout
-    rows = []
+    rows, seen = [], set()
     for line in out.splitlines():
-        m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)", line)
-        if m and "PROGRAM TOTALS" not in line:
+        m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(\S+)", line)
+        if not m or "scimbridge::" not in m.group(3) or "listener::serve" in m.group(3):
+            continue
+        name = short(m.group(3))
+        if name not in seen:
+            seen.add(name)
             rows.append((int(m.group(1).replace(",", "")), m.group(2), m.group(3)))
     return rows[:top]
 
 
 def short(symbol):
-    symbol = re.sub(r"^\S+:", "", symbol).strip()
+    symbol = re.sub(r"^[^:]*\.rs:", "", symbol).strip()
     symbol = re.sub(r"::h[0-9a-f]{16}$", "", symbol)
     symbol = re.sub(r" \[[^\]]*\]$", "", symbol)
     return symbol if len(symbol) < 140 else symbol[:137] + "..."
