@@ -17,7 +17,6 @@ The raw callgrind files stay in bench/results/callgrind/ for `callgrind_annotate
 
 import argparse
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -25,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (the benchmark's setup: config, preload, adoption)
@@ -33,27 +31,13 @@ import run as bench  # noqa: E402  (the benchmark's setup: config, preload, adop
 OUT = bench.ROOT / "bench" / "results" / "callgrind"
 
 
-class Grinded:
+class Grinded(bench.Proc):
     """A release binary under callgrind, instrumentation off until asked."""
 
     def __init__(self, name, args, env, ready_prefix):
         self.name = name
-        self.out = OUT / f"{name}.%p"
-        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={self.out}",
-               str(bench.BIN), *args]
-        self.p = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True)
-        self.url = None
-        deadline = time.time() + 120
-        for line in self.p.stdout:
-            if line.startswith(ready_prefix):
-                self.url = line[len(ready_prefix):].strip()
-                break
-            if time.time() > deadline:
-                break
-        if not self.url:
-            raise SystemExit(f"{name} did not start under valgrind")
-        threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+        wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={OUT / name}.%p"]
+        super().__init__(args, env, ready_prefix, wrapper=wrapper, timeout=120)
 
     def control(self, *args):
         subprocess.run(["callgrind_control", *args, str(self.p.pid)], check=True, capture_output=True)
@@ -65,6 +49,7 @@ class Grinded:
         return files[-1]
 
     def stop(self):
+        # valgrind writes its last dump on the way out: give it time.
         self.p.terminate()
         try:
             self.p.wait(60)

@@ -45,11 +45,12 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 class Proc:
     """A child process started from the release binary, stopped at exit."""
 
-    def __init__(self, args, env, ready_prefix):
-        self.p = subprocess.Popen([str(BIN), *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+    def __init__(self, args, env, ready_prefix, wrapper=(), timeout=30):
+        """`wrapper` runs the binary under another program (callgrind.py: valgrind)."""
+        self.p = subprocess.Popen([*wrapper, str(BIN), *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True)
         self.url = None
-        deadline = time.time() + 30
+        deadline = time.time() + timeout
         for line in self.p.stdout:
             if line.startswith(ready_prefix):
                 self.url = line[len(ready_prefix):].strip()
