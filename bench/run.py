@@ -247,6 +247,9 @@ def main():
     ap.add_argument("--concurrency", default="16,64")
     ap.add_argument("--smoke", action="store_true", help="1,200 users, 1 s runs, c=4: the harness works")
     ap.add_argument("--telemetry", action="store_true", help="also run the gateway exporting OTLP to a local sink")
+    ap.add_argument("--sampler", type=float, metavar="RATIO",
+                    help="with --telemetry: sample this share of traces (parentbased_traceidratio); default: all")
+    ap.add_argument("--only", metavar="TEXT", help="only the scenarios whose name contains TEXT (e.g. GET)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--debug-build", action="store_true",
                     help="use the debug binary `cargo test` built (CI's smoke run: no numbers worth reading)")
@@ -286,6 +289,8 @@ def main():
         direct_headers = [f"X-Api-Key: {API_KEY}", "Content-Type: application/json"]
         scim_headers = [f"Authorization: Bearer {TOKEN}", "Content-Type: application/scim+json"]
         plan = scenarios(a.users, logins, ids, teams, gids, tmp)
+        if a.only:
+            plan = [p for p in plan if a.only in p[0]]
 
         def run(kind, spec, base, headers, watched, c):
             method, path, body, idf, quota = spec
@@ -311,6 +316,8 @@ def main():
             gw.stop()
             otel_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink.server_address[1]}",
                             OTEL_METRIC_EXPORT_INTERVAL="5000")
+            if a.sampler is not None:
+                otel_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
             gw = Proc(["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / "data")],
                       otel_env, "scimbridge listening on ")
             procs.append(gw)
@@ -371,7 +378,8 @@ def report(a, results, idle_mib, peak_mib):
             lines.append(f"| {r['scenario']} | {r['concurrency']} | {ratio:.3f} |")
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
     summary = (f"scimbridge bench: {a.users} users, {a.seconds} s per run, wrk on loopback; {os.cpu_count()} CPUs ({cpu}); "
-               f"gateway idle RSS {idle_mib:.1f} MiB, peak {peak_mib:.1f} MiB")
+               f"gateway idle RSS {idle_mib:.1f} MiB, peak {peak_mib:.1f} MiB"
+               + (f"; OTLP traces sampled at {a.sampler}" if a.telemetry and a.sampler is not None else ""))
     table = "\n".join([summary, "", *lines])
     print(table)
     out = pathlib.Path(a.out)
