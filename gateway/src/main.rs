@@ -439,7 +439,10 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking threads run the embedded store's reads that miss its cache, its one write at a
+    // time, and name lookups: a few dozen are plenty, and each idle one keeps a stack and an
+    // allocator cache (tokio's default allows 512).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -45,6 +45,10 @@ struct Db {
     cache: RecordCache,
     /// Held by a write from its transaction's start until the cache has its result.
     writer: std::sync::Mutex<()>,
+    /// Writes take their turn here before they go to the blocking pool: redb runs one write at a
+    /// time, and 64 writes each parked on a blocking thread cost 64 threads' stacks and allocator
+    /// caches (peak RSS, bench/README.md) for no more throughput.
+    queue: tokio::sync::Semaphore,
 }
 
 impl Db {
@@ -119,7 +123,12 @@ impl RedbStore {
         tx.open_table(BY_EXTERNAL_ID).map_err(unavailable)?;
         tx.open_table(BY_STORED).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
-        let db = Db { redb: db, cache: RecordCache::new(cache_bytes), writer: std::sync::Mutex::new(()) };
+        let db = Db {
+            redb: db,
+            cache: RecordCache::new(cache_bytes),
+            writer: std::sync::Mutex::new(()),
+            queue: tokio::sync::Semaphore::new(1),
+        };
         Ok(Self { db: Arc::new(db), locks: Arc::default() })
     }
 
@@ -131,6 +140,17 @@ impl RedbStore {
         let db = self.db.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+        })
+    }
+
+    /// Runs the write `f` on the blocking pool, once the writes queued before it are done.
+    fn blocking_write<'a, T: Send + 'static>(
+        &'a self,
+        f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let _turn = self.db.queue.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.blocking(f).await
         })
     }
 
@@ -495,7 +515,7 @@ impl Store for RedbStore {
 
     fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>> {
         let tenant = tenant.to_owned();
-        self.blocking(move |db| {
+        self.blocking_write(move |db| {
             let write = |tx: &redb::WriteTransaction| {
                 let (previous, holder) = {
                     let records = tx.open_table(RECORDS).map_err(unavailable)?;
@@ -537,7 +557,7 @@ impl Store for RedbStore {
     fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()> {
         let rkey = key(tenant, kind, id);
         let tenant = tenant.to_owned();
-        self.blocking(move |db| {
+        self.blocking_write(move |db| {
             let write = |tx: &redb::WriteTransaction| {
                 let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
                 let prev = records.remove(rkey.as_str()).map_err(unavailable)?.map(|g| decode(g.value()));
