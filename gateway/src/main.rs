@@ -254,8 +254,9 @@ struct StoreArgs {
     #[arg(long, env = "SCIMBRIDGE_STORE_TIMEOUT", default_value = "2s", value_parser = parse_nonzero_duration)]
     store_timeout: Duration,
     /// Memory for the embedded store's cache of records, in MiB (reads on every request's path
-    /// are answered from it; 16 MiB holds about 50,000). 0 turns it off.
-    #[arg(long, env = "SCIMBRIDGE_STORE_CACHE_MB", default_value_t = 16)]
+    /// are answered from it; 8 MiB holds about 25,000 users and groups, all tenants together).
+    /// 0 turns it off.
+    #[arg(long, env = "SCIMBRIDGE_STORE_CACHE_MB", default_value_t = 8)]
     store_cache_mb: u64,
     #[command(flatten)]
     tls: StoreTlsArgs,
