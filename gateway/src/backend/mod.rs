@@ -98,8 +98,10 @@ pub struct AppResponse {
 #[derive(Debug, Clone)]
 pub struct Backend {
     client: reqwest::Client,
+    /// `base` as text, normalised (host in lowercase, default port dropped) and without a trailing
+    /// `/`.
     base_url: String,
-    /// `base_url` parsed once: each call's URL is this with the rendered path appended.
+    /// The base URL parsed once: each call's URL is this with the rendered path appended.
     base: reqwest::Url,
     /// `scheme://host:port` of `base_url`: absolute URLs from the app (paging links) must match it.
     origin: String,
@@ -122,7 +124,7 @@ impl Backend {
         let origin = parsed.origin().ascii_serialization();
         Ok(Self {
             client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url: parsed.as_str().trim_end_matches('/').to_owned(),
             base: parsed,
             origin,
             timeout,
@@ -140,7 +142,7 @@ impl Backend {
     /// Which app instance this is, for sharing its outbound limit: the base URL, normalised (host
     /// in lowercase, default port dropped, no trailing `/`).
     pub fn instance(&self) -> String {
-        self.base.as_str().trim_end_matches('/').to_owned()
+        self.base_url.clone()
     }
 
     /// Puts every call (each attempt, retries included) under `limiter`.

@@ -4,7 +4,8 @@
 //! Every key is scoped by tenant and resource type, so one tenant's ids can never name another's
 //! records. [`Store`] is the seam: `redb` (embedded, the default, one process; its hot reads come
 //! from `cache`) and `redis` (shared by replicas) implement it, `suite` holds the tests both must
-//! pass, and `instrumented` wraps either with a span and a duration metric per call.
+//! pass, and `instrumented` wraps either with a duration metric per call and a span per call that
+//! waits.
 
 pub mod cache;
 pub mod instrumented;
@@ -154,9 +155,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
 
     /// Takes the tenant's lock `name` for at most `ttl`, waiting up to `wait` for its holder;
-    /// `None` if it is still held then. By default waiters retry when [`Store::lock_released`]
-    /// says, in no order; the embedded store overrides this and hands its locks over first come,
-    /// first served.
+    /// `None` if it is still held then. By default waiters poll, in no order; the embedded store
+    /// overrides this and hands its locks over first come, first served.
     fn lock<'a>(
         &'a self,
         tenant: &'a str,
@@ -168,25 +168,16 @@ pub trait Store: Send + Sync + 'static {
             let token = LockToken::new();
             let deadline = tokio::time::Instant::now() + wait;
             loop {
-                let released = self.lock_released(tenant, name);
                 if self.try_lock(tenant, name, &token, ttl).await? {
                     return Ok(Some(token));
                 }
-                if tokio::time::Instant::now() >= deadline {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
                     return Ok(None);
                 }
-                let _ = tokio::time::timeout_at(deadline, released).await;
+                tokio::time::sleep_until((now + LOCK_POLL).min(deadline)).await;
             }
         })
-    }
-
-    /// Completes when lock `name` may have become free. [`Store::lock`] makes it before each
-    /// attempt (so a release between a failed attempt and the wait is not missed) and awaits it
-    /// after a failed one. By default a short poll; a store that sees its locks released wakes
-    /// its waiters at once.
-    fn lock_released<'a>(&'a self, tenant: &'a str, name: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        let _ = (tenant, name);
-        Box::pin(tokio::time::sleep(LOCK_POLL))
     }
 
     /// Extends a held lock to expire `ttl` from now; `false` (nothing changed) if `token` no

@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::cache::{RecordCache, Ticket};
+use super::cache::RecordCache;
 use super::{LockToken, Record, Store, StoreError, StoreFuture};
 use crate::mapping::ResourceKind;
 
@@ -52,16 +52,27 @@ struct Db {
     queue: tokio::sync::Semaphore,
 }
 
+/// What a write transaction's body did.
+enum Outcome<T> {
+    /// It wrote: commit, then update the cache.
+    Wrote(T),
+    /// It found nothing to write: no commit (and no sync to disk) to pay for.
+    Unchanged(T),
+}
+
 impl Db {
-    /// Runs `f` in a write transaction and, once it committed, its cache changes.
+    /// Runs `f` in a write transaction and, once it committed what `f` wrote, its cache changes.
     fn write<T>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<Outcome<T>, StoreError>,
         cached: impl FnOnce(&T, &super::cache::Writes<'_>),
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.redb.begin_write().map_err(unavailable)?;
-        let out = f(&tx)?;
+        let out = match f(&tx)? {
+            Outcome::Unchanged(out) => return Ok(out),
+            Outcome::Wrote(out) => out,
+        };
         if let Err(e) = tx.commit() {
             // Whether it reached the file is unknown: nothing cached may be trusted.
             self.cache.clear();
@@ -155,7 +166,25 @@ impl RedbStore {
         })
     }
 
-    /// The record an index entry names; what it finds fills the cache.
+    /// Runs `f` on the blocking pool and caches the records it found (see [`RecordCache::fill`]).
+    fn read<'a, T: Send + 'static>(
+        &'a self,
+        tenant: &'a str,
+        kind: ResourceKind,
+        f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+        records: fn(&T) -> &[Record],
+    ) -> StoreFuture<'a, T> {
+        let ticket = self.db.cache.ticket();
+        let found = self.blocking(f);
+        Box::pin(async move {
+            let found = found.await?;
+            let entries = records(&found).iter().map(|r| (key(tenant, kind, &r.id), key(tenant, kind, &r.app_id), r));
+            self.db.cache.fill(ticket, entries);
+            Ok(found)
+        })
+    }
+
+    /// The record an index entry names.
     fn lookup<'a>(
         &'a self,
         tenant: &'a str,
@@ -163,8 +192,7 @@ impl RedbStore {
         index: TableDefinition<'static, &'static str, &'static str>,
         k: String,
     ) -> StoreFuture<'a, Option<Record>> {
-        let ticket = self.db.cache.ticket();
-        let found = self.blocking(move |db| {
+        let find = move |db: &Db| {
             let tx = db.redb.begin_read().map_err(unavailable)?;
             let idx = tx.open_table(index).map_err(unavailable)?;
             let Some(id_key) = idx.get(k.as_str()).map_err(unavailable)?.map(|g| g.value().to_owned()) else {
@@ -172,17 +200,8 @@ impl RedbStore {
             };
             let records = tx.open_table(RECORDS).map_err(unavailable)?;
             records.get(id_key.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()
-        });
-        Box::pin(async move {
-            let found = found.await?;
-            self.fill(ticket, tenant, kind, found.iter());
-            Ok(found)
-        })
-    }
-
-    /// Caches records a read found (see [`RecordCache::fill`]).
-    fn fill<'r>(&self, ticket: Ticket, tenant: &str, kind: ResourceKind, found: impl Iterator<Item = &'r Record>) {
-        self.db.cache.fill(ticket, found.map(|r| (key(tenant, kind, &r.id), key(tenant, kind, &r.app_id), r)));
+        };
+        self.read(tenant, kind, find, Option::as_slice)
     }
 }
 
@@ -381,17 +400,12 @@ impl Store for RedbStore {
         if let Some(r) = self.db.cache.get(&k) {
             return Box::pin(std::future::ready(Ok(Some(r))));
         }
-        let ticket = self.db.cache.ticket();
-        let found = self.blocking(move |db| {
+        let find = move |db: &Db| {
             let tx = db.redb.begin_read().map_err(unavailable)?;
             let t = tx.open_table(RECORDS).map_err(unavailable)?;
             t.get(k.as_str()).map_err(unavailable)?.map(|g| decode(g.value())).transpose()
-        });
-        Box::pin(async move {
-            let found = found.await?;
-            self.fill(ticket, tenant, kind, found.iter());
-            Ok(found)
-        })
+        };
+        self.read(tenant, kind, find, Option::as_slice)
     }
 
     fn by_app_id<'a>(
@@ -439,10 +453,9 @@ impl Store for RedbStore {
         if let Some(all) = cached {
             return Box::pin(std::future::ready(Ok(all)));
         }
-        let ticket = self.db.cache.ticket();
         let owned_tenant = tenant.to_owned();
         let now = now.to_owned();
-        let adopted = self.blocking(move |db| {
+        let adopt = move |db: &Db| {
             let tenant = owned_tenant;
             // Most lists only name known objects: try a read transaction first, write only if needed.
             let mut out: Vec<Option<Record>> = Vec::with_capacity(app_ids.len());
@@ -498,7 +511,8 @@ impl Store for RedbStore {
                     };
                     result.push(rec);
                 }
-                Ok((result, new))
+                // Another request adopted them all meanwhile: nothing to commit.
+                Ok(if new.is_empty() { Outcome::Unchanged((result, new)) } else { Outcome::Wrote((result, new)) })
             };
             let cache_new = |(result, new): &(Vec<Record>, Vec<usize>), w: &super::cache::Writes<'_>| {
                 for r in new.iter().filter_map(|&i| result.get(i)) {
@@ -506,12 +520,8 @@ impl Store for RedbStore {
                 }
             };
             db.write(write, cache_new).map(|(result, _)| result)
-        });
-        Box::pin(async move {
-            let found = adopted.await?;
-            self.fill(ticket, tenant, kind, found.iter());
-            Ok(found)
-        })
+        };
+        self.read(tenant, kind, adopt, Vec::as_slice)
     }
 
     fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>> {
@@ -539,17 +549,13 @@ impl Store for RedbStore {
                     (previous, holder)
                 };
                 if let Some(h) = holder {
-                    return Ok(Some(h));
+                    return Ok(Outcome::Unchanged(Some(h)));
                 }
                 write_record(tx, &tenant, kind, &record, previous.as_ref())?;
-                Ok(None)
+                Ok(Outcome::Wrote(None))
             };
-            // A refused put (another record holds the app id) wrote nothing; the transaction it
-            // commits is empty.
-            let cache = |holder: &Option<Record>, w: &super::cache::Writes<'_>| {
-                if holder.is_none() {
-                    w.set(&key(&tenant, kind, &record.id), key(&tenant, kind, &record.app_id), &record);
-                }
+            let cache = |_: &Option<Record>, w: &super::cache::Writes<'_>| {
+                w.set(&key(&tenant, kind, &record.id), key(&tenant, kind, &record.app_id), &record);
             };
             db.write(write, cache)
         })
@@ -574,7 +580,7 @@ impl Store for RedbStore {
                         by_stored.remove(k.as_str()).map_err(unavailable)?;
                     }
                 }
-                Ok(())
+                Ok(Outcome::Wrote(()))
             };
             db.write(write, |(), w| w.remove(&rkey))
         })
