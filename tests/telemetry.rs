@@ -208,6 +208,8 @@ struct Span {
     status: SpanStatus,
     attrs: BTreeMap<String, Value>,
     resource: BTreeMap<String, Value>,
+    /// Its events: name and attributes.
+    events: Vec<(String, BTreeMap<String, Value>)>,
 }
 
 impl Span {
@@ -241,6 +243,7 @@ fn spans(r: &Received) -> Vec<Span> {
                             .unwrap_or(SpanStatus::Unset),
                         attrs: attributes(&s.attributes),
                         resource: resource.clone(),
+                        events: s.events.iter().map(|e| (e.name.clone(), attributes(&e.attributes))).collect(),
                     });
                 }
             }
@@ -615,6 +618,14 @@ fn check_spans(spans: &[Span], seq: &Sequence, app_url: &str) {
     let down = server.iter().find(|s| s.attr("scimbridge.tenant") == &st("down")).expect("the 503");
     assert_eq!((down.attr("http.response.status_code"), down.status), (&json!(503), SpanStatus::Error));
     assert_eq!(down.attr("error.type"), &st("503"));
+    // The warning logged for it is an event of its span, its detail withheld like the log's.
+    let (event, fields) = down.events.iter().find(|(name, _)| name == "request failed").expect("the warning");
+    assert_eq!(
+        (fields.get("level"), fields.get("status")),
+        (Some(&st("WARN")), Some(&json!(503))),
+        "{event}: {fields:?}"
+    );
+    assert_eq!(fields.get("detail"), Some(&st("[redacted]")));
     let mut attempts: Vec<&Span> = children(down).into_iter().filter(|c| c.is_app_call()).collect();
     attempts.sort_by_key(|a| a.attr("http.request.resend_count").as_i64().unwrap_or(0));
     assert_eq!(attempts.len(), 3, "three attempts: {attempts:?}");
@@ -637,8 +648,6 @@ fn read_app_id(read: &Span) -> String {
 
 fn check_metrics(received: &Received, prometheus: &str) {
     let metric = |name: &str| last_metric(received, name).unwrap_or_else(|| panic!("metric {name} exported"));
-    let requests = metric("scimbridge.requests");
-    assert_eq!((requests.unit.as_str(), requests.kind), ("{request}", "sum"));
     let req = |tenant: &str, op: &str, status: i64| {
         vec![("tenant", st(tenant)), ("resource", st("Users")), ("operation", st(op)), ("status", json!(status))]
     };
@@ -653,15 +662,13 @@ fn check_metrics(received: &Received, prometheus: &str) {
         (req("down", "list", 503), 1.0),
         (req("unknown", "list", 401), 1.0),
     ];
-    for (labels, n) in &expected {
-        assert_eq!(requests.at(labels), *n, "scimbridge.requests {labels:?}");
-    }
-    assert_eq!(requests.points.len(), expected.len(), "no other series: {:?}", requests.points);
     let duration = metric("scimbridge.request.duration");
     assert_eq!((duration.unit.as_str(), duration.kind), ("s", "histogram"));
     for (labels, n) in &expected {
         assert_eq!(duration.at(labels), *n, "scimbridge.request.duration count {labels:?}");
     }
+    assert_eq!(duration.points.len(), expected.len(), "no other series: {:?}", duration.points);
+    assert!(last_metric(received, "scimbridge.requests").is_none(), "the histogram counts requests");
     assert!(duration.points.iter().all(|p| p.sum.is_some_and(|s| s > 0.0 && s < 10.0)), "seconds, not ms");
 
     let backend = metric("scimbridge.backend.duration");
@@ -695,12 +702,10 @@ fn check_metrics(received: &Received, prometheus: &str) {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("`{series}` in the scrape:\n{prometheus}"))
     };
-    assert_eq!(
-        line(r#"scimbridge_requests_total{operation="create",resource="Users",status="201",tenant="demo"}"#),
-        1.0
-    );
-    assert_eq!(line(r#"scimbridge_requests_total{operation="get",resource="Users",status="200",tenant="demo"}"#), 2.0);
-    assert_eq!(line(r#"scimbridge_requests_total{operation="list",resource="Users",status="503",tenant="down"}"#), 1.0);
+    let count = |labels: &str| line(&format!("scimbridge_request_duration_seconds_count{{{labels}}}"));
+    assert_eq!(count(r#"operation="create",resource="Users",status="201",tenant="demo""#), 1.0);
+    assert_eq!(count(r#"operation="get",resource="Users",status="200",tenant="demo""#), 2.0);
+    assert_eq!(count(r#"operation="list",resource="Users",status="503",tenant="down""#), 1.0);
     assert_eq!(
         line(
             r#"scimbridge_request_duration_seconds_count{operation="patch",resource="Users",status="200",tenant="demo"}"#
@@ -821,7 +826,7 @@ async fn grpc_traces_and_metrics() {
     assert_eq!(waits.len(), 2, "one per call of `paced`");
 
     let metric = |name: &str| last_metric(&received, name).unwrap_or_else(|| panic!("metric {name} exported"));
-    let requests = metric("scimbridge.requests");
+    let requests = metric("scimbridge.request.duration");
     assert_eq!(requests.at(&[("operation", st("create")), ("status", json!(201))]), 1.0);
     assert_eq!(requests.at(&[("operation", st("get")), ("status", json!(200))]), 1.0);
     assert_eq!(requests.at(&[("tenant", st("paced")), ("operation", st("list")), ("status", json!(200))]), 2.0);

@@ -18,15 +18,13 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use opentelemetry_http::HeaderInjector;
+use opentelemetry::KeyValue;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
-use tracing::Instrument as _;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::mapping::call::{AppRequest, Body};
 use crate::telemetry::metrics;
+use crate::telemetry::trace::{self, Kind, Span};
 pub use auth::{Auth, CacheFuture, OAuth2, TokenCache};
 pub use limit::{Limiter, OutboundLimit};
 
@@ -203,9 +201,9 @@ impl Backend {
             };
             let span = self.attempt_span(req, &url, attempt);
             let start = Instant::now();
-            let result = self.send_once(req, url.clone()).instrument(span.clone()).await;
+            let result = self.send_once(req, url.clone(), &span).await;
             drop(permit);
-            self.observe(&span, req, &result, start.elapsed());
+            self.observe(span, req, &result, start.elapsed());
             tally::record(match &result {
                 Ok(r) => tally::Attempt::Status(r.status),
                 Err(e) => tally::Attempt::Failed(e.kind()),
@@ -259,10 +257,14 @@ impl Backend {
 
     /// Waits for a turn under the outbound limit, in a span of its own.
     async fn wait_turn(&self, limiter: &Limiter) -> Result<limit::Permit, limit::Refused> {
-        let span =
-            tracing::debug_span!("outbound limit", otel.name = "outbound limit wait", scimbridge.app = %self.app);
+        let span = Span::child(
+            Kind::Internal,
+            || "outbound limit wait".into(),
+            || vec![KeyValue::new("scimbridge.app", self.app.clone())],
+        );
         let start = Instant::now();
-        let turn = limiter.acquire(limit::may_refuse()).instrument(span).await;
+        let turn = limiter.acquire(limit::may_refuse()).await;
+        span.end();
         if turn.is_ok() {
             metrics::get().outbound_wait(&self.app, start.elapsed());
         }
@@ -271,57 +273,54 @@ impl Backend {
 
     /// The client span of one attempt. `url.full` leaves out the query, which may carry values
     /// the mapping put there (filters, keys); ids in the path are fine in a span, never in a label.
-    fn attempt_span(&self, req: &AppRequest, url: &reqwest::Url, attempt: u32) -> tracing::Span {
-        let span = tracing::debug_span!(
-            "app call",
-            otel.name = %format_args!("{} {}", req.method, req.call.as_str()),
-            otel.kind = "client",
-            http.request.method = %req.method,
-            url.full = %format_args!("{}{}", url.origin().ascii_serialization(), url.path()),
-            server.address = url.host_str(),
-            server.port = url.port_or_known_default().map(i64::from),
-            scimbridge.app = %self.app,
-            scimbridge.app.call = req.call.as_str(),
-            http.request.resend_count = Empty,
-            http.response.status_code = Empty,
-            error.type = Empty,
-            otel.status_code = Empty,
-        );
-        if attempt > 1 {
-            span.record("http.request.resend_count", i64::from(attempt - 1));
-        }
-        span
+    fn attempt_span(&self, req: &AppRequest, url: &reqwest::Url, attempt: u32) -> Span {
+        Span::child(
+            Kind::Client,
+            || format!("{} {}", req.method, req.call.as_str()).into(),
+            || {
+                let mut attributes = vec![
+                    KeyValue::new("http.request.method", trace::http_method(&req.method)),
+                    KeyValue::new("url.full", format!("{}{}", self.origin, url.path())),
+                    KeyValue::new("scimbridge.app", self.app.clone()),
+                    KeyValue::new("scimbridge.app.call", req.call.as_str()),
+                ];
+                if let Some(host) = url.host_str() {
+                    attributes.push(KeyValue::new("server.address", host.to_owned()));
+                }
+                if let Some(port) = url.port_or_known_default() {
+                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                }
+                if attempt > 1 {
+                    attributes.push(KeyValue::new("http.request.resend_count", i64::from(attempt - 1)));
+                }
+                attributes
+            },
+        )
     }
 
-    /// Records an attempt's outcome on its span (integers as `i64`: the OpenTelemetry layer
-    /// records other integer types as text) and in the metrics. HTTP client conventions: a 4xx
-    /// or 5xx answer is an error of the span; only 5xx and no answer count as app errors.
-    fn observe(
-        &self,
-        span: &tracing::Span,
-        req: &AppRequest,
-        result: &Result<AppResponse, BackendError>,
-        took: Duration,
-    ) {
+    /// Records an attempt's outcome on its span, ending it, and in the metrics. HTTP client
+    /// conventions: a 4xx or 5xx answer is an error of the span; only 5xx and no answer count as
+    /// app errors.
+    fn observe(&self, span: Span, req: &AppRequest, result: &Result<AppResponse, BackendError>, took: Duration) {
         let error = match result {
             Ok(r) => {
-                span.record("http.response.status_code", i64::from(r.status));
+                span.set(|| KeyValue::new("http.response.status_code", i64::from(r.status)));
                 if r.status >= 400 {
-                    span.record("error.type", r.status.to_string());
-                    span.record("otel.status_code", "error");
+                    span.fail(|| r.status.to_string().into());
                 }
                 (r.status >= 500).then_some("status_5xx")
             }
             Err(e) => {
-                span.record("error.type", e.kind());
-                span.record("otel.status_code", "error");
+                span.fail(|| e.kind().into());
                 Some(e.kind())
             }
         };
+        span.end();
         metrics::get().backend_attempt(&self.app, req.call.as_str(), took, error);
     }
 
-    async fn send_once(&self, req: &AppRequest, url: reqwest::Url) -> Result<AppResponse, BackendError> {
+    /// One attempt; the app continues `span`'s trace.
+    async fn send_once(&self, req: &AppRequest, url: reqwest::Url, span: &Span) -> Result<AppResponse, BackendError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &req.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -331,10 +330,7 @@ impl Backend {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        // The app (or a proxy before it) continues this attempt's trace; without an exporter the
-        // propagator is a no-op.
-        let cx = tracing::Span::current().context();
-        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+        span.inject(&mut headers);
         let mut builder = self.client.request(req.method.clone(), url).timeout(self.timeout).headers(headers);
         builder = match self.auth.as_ref() {
             Auth::None => builder,

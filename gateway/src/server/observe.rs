@@ -15,16 +15,15 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use opentelemetry_http::HeaderExtractor;
+use opentelemetry::KeyValue;
 use tracing::Instrument as _;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::AppState;
 use super::response::ErrorType;
 use crate::mapping::ResourceKind;
 use crate::telemetry::metrics::{self, UNKNOWN};
 use crate::telemetry::personal;
+use crate::telemetry::trace::{self, Span};
 
 /// Our request id: taken from the request when it is a sane one, else made; always answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -108,48 +107,53 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let tenant = configured.map_or_else(|| UNKNOWN.to_owned(), |t| t.id.clone());
     let request_id = sane_id(&parts.headers, &REQUEST_ID).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     parts.extensions.insert(RequestId(request_id.clone()));
-    let name = match (kind.scim, &route) {
-        (true, _) => format!("SCIM {} {}", kind.operation, kind.resource),
-        (false, Some(route)) => format!("{} {route}", parts.method),
-        (false, None) => parts.method.to_string(),
-    };
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %name,
-        otel.kind = "server",
-        http.request.method = %parts.method,
-        http.route = route.as_deref(),
-        scimbridge.tenant = %tenant,
-        scim.resource_type = kind.resource,
-        scim.operation = kind.operation,
-        scimbridge.request_id = %request_id,
-        scimbridge.client_request_id = Empty,
-        http.response.status_code = Empty,
-        scim.error_type = Empty,
-        error.type = Empty,
-        otel.status_code = Empty,
+    let client_request_id = sane_id(&parts.headers, &CLIENT_REQUEST_ID);
+    let span = Span::server(
+        &parts.headers,
+        || match (kind.scim, &route) {
+            (true, _) => format!("SCIM {} {}", kind.operation, kind.resource),
+            (false, Some(route)) => format!("{} {route}", parts.method),
+            (false, None) => parts.method.to_string(),
+        },
+        || {
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", trace::http_method(&parts.method)),
+                KeyValue::new("scimbridge.tenant", tenant.clone()),
+                KeyValue::new("scim.resource_type", kind.resource),
+                KeyValue::new("scim.operation", kind.operation),
+                KeyValue::new("scimbridge.request_id", request_id.clone()),
+            ];
+            if let Some(route) = &route {
+                attributes.push(KeyValue::new("http.route", route.clone()));
+            }
+            if let Some(id) = &client_request_id {
+                attributes.push(KeyValue::new("scimbridge.client_request_id", id.clone()));
+            }
+            attributes
+        },
     );
-    if !span.is_disabled() {
-        if let Some(id) = sane_id(&parts.headers, &CLIENT_REQUEST_ID) {
-            span.record("scimbridge.client_request_id", id);
-        }
-        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&parts.headers)));
-        // Without the OpenTelemetry layer (no exporter) there is nothing to continue.
-        let _ = span.set_parent(parent);
-    }
+    // The log's context: every line the request writes names it and its tenant.
+    let logged = tracing::info_span!(
+        "request",
+        scimbridge.tenant = %tenant,
+        scim.operation = kind.operation,
+        scim.resource_type = kind.resource,
+        scimbridge.request_id = %request_id,
+        scimbridge.client_request_id = client_request_id,
+    );
 
-    let handled = next.run(Request::from_parts(parts, body)).instrument(span.clone());
+    let handled = span.run(next.run(Request::from_parts(parts, body))).instrument(logged);
     let mut response = personal::scope(personal_data, handled).await;
 
     let status = response.status();
-    span.record("http.response.status_code", i64::from(status.as_u16()));
+    span.set(|| KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
     if let Some(ErrorType(Some(t))) = response.extensions().get::<ErrorType>() {
-        span.record("scim.error_type", t.as_str());
+        span.set(|| KeyValue::new("scim.error_type", t.as_str()));
     }
     if status.is_server_error() {
-        span.record("error.type", status.as_str());
-        span.record("otel.status_code", "error");
+        span.fail(|| status.as_str().to_owned().into());
     }
+    span.end();
     metrics::get().request(&tenant, kind.resource, kind.operation, status.as_u16(), start.elapsed());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, v);

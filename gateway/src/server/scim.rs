@@ -8,9 +8,7 @@ use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
-use opentelemetry::trace::TraceContextExt as _;
 use serde_json::Value;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::AppState;
 use super::extract::{Authorized, json_body, query_pairs};
@@ -27,7 +25,7 @@ use crate::scim::error::{ScimError, ScimType};
 use crate::scim::list::ListQuery;
 use crate::scim::schema::ResourceSchema;
 use crate::telemetry::metrics::UNKNOWN;
-use crate::telemetry::personal;
+use crate::telemetry::{self, personal};
 use crate::tenant::Tenant;
 
 fn kind(endpoint: &str) -> Result<ResourceKind, ErrorResponse> {
@@ -287,8 +285,7 @@ fn outcome(result: Result<u16, &ScimError>, calls: Tally) -> Outcome {
 
 /// The request's place in its trace (the current span is the request's).
 fn trace() -> Option<audit::Trace> {
-    let cx = tracing::Span::current().context();
-    audit::Trace::of(cx.span().span_context())
+    audit::Trace::of(&telemetry::trace::current()?)
 }
 
 fn event(

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tracing::Instrument as _;
-use tracing::field::Empty;
+use opentelemetry::KeyValue;
 
 use super::{LockToken, Record, Store, StoreFuture};
 use crate::mapping::ResourceKind;
 use crate::telemetry::metrics;
+use crate::telemetry::trace::{Kind, Span};
 
 /// The store `inner`, observed.
 pub struct Instrumented {
@@ -50,22 +50,18 @@ impl Instrumented {
         call: StoreFuture<'_, T>,
     ) -> Result<T, super::StoreError> {
         // A call to a server (Redis) is a client span; the embedded store works in-process.
-        let span_kind = if store == "redis" { "client" } else { "internal" };
-        let span = tracing::debug_span!(
-            "store",
-            otel.name = %format_args!("store {operation}"),
-            otel.kind = span_kind,
-            store.kind = store,
-            store.operation = operation,
-            error.type = Empty,
-            otel.status_code = Empty,
+        let span_kind = if store == "redis" { Kind::Client } else { Kind::Internal };
+        let span = Span::child(
+            span_kind,
+            || format!("store {operation}").into(),
+            || vec![KeyValue::new("store.kind", store), KeyValue::new("store.operation", operation)],
         );
-        let result = call.instrument(span.clone()).await;
+        let result = call.await;
         metrics::get().store_call(store, operation, result.is_ok(), start.elapsed());
         if let Err(e) = &result {
-            span.record("error.type", e.kind());
-            span.record("otel.status_code", "error");
+            span.fail(|| e.kind().into());
         }
+        span.end();
         result
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::ResourceKind;
-use crate::telemetry::personal::{self, personal};
+use crate::telemetry::{self, personal};
 
 /// A store failure. Callers answer 503: the state is unknown, never guessed.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +237,7 @@ impl LockGuard {
         let Some(token) = store.lock(tenant, name, ttl, wait).await? else { return Ok(None) };
         let renewal = renew(store.clone(), tenant.to_owned(), name.to_owned(), token.clone(), ttl);
         // Renewals belong to the write's trace.
-        let renewal = tokio::spawn(tracing::Instrument::in_current_span(personal::inherit(renewal)));
+        let renewal = tokio::spawn(telemetry::inherit(renewal));
         Ok(Some(Self {
             store: store.clone(),
             tenant: tenant.to_owned(),
@@ -282,7 +282,7 @@ impl Drop for LockGuard {
                     tracing::warn!(tenant, error = %e, "cannot release a lock; it expires by itself");
                 }
             };
-            rt.spawn(tracing::Instrument::in_current_span(personal::inherit(release)));
+            rt.spawn(telemetry::inherit(release));
         }
     }
 }

@@ -3,10 +3,10 @@
 //! with their Prometheus text rendering (`metrics`), and the switch that keeps personal data out
 //! of log lines unless a tenant allows it (`personal`).
 //!
-//! Spans are `tracing` spans; when an OTLP endpoint is configured, `tracing-opentelemetry` turns
-//! the gateway's own spans into OpenTelemetry spans. Without one, no exporter, processor or thread
-//! exists and the OpenTelemetry layer is absent: the spans cost what a disabled `tracing` span
-//! costs, and the metric instruments are no-ops unless the Prometheus endpoint is on.
+//! Log lines and their context (request id, tenant) are `tracing`'s; spans for OTLP are made with
+//! the OpenTelemetry API (`trace`). Without an OTLP endpoint, no exporter, processor or thread
+//! exists: a span costs one atomic load, and the metric instruments are no-ops unless the
+//! Prometheus endpoint is on.
 //! The OTLP log signal carries only audit records (`audit` emits them through
 //! [`Telemetry::audit_logger`]); log lines stay in the log.
 //! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
@@ -14,6 +14,7 @@
 pub mod metrics;
 pub mod otlp;
 pub mod personal;
+pub mod trace;
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::LoggerProvider as _;
@@ -21,11 +22,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::FilterFn;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
 
@@ -155,19 +154,13 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
         LogFormat::Json => fmt::layer().json().with_current_span(true).with_writer(std::io::stderr).boxed(),
         LogFormat::Text => fmt::layer().compact().with_writer(std::io::stderr).boxed(),
     };
-    let otel = tracer.as_ref().map(|provider| {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("scimbridge"))
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_level(false)
-            .with_tracked_inactivity(false)
-            .with_filter(FilterFn::new(exported))
+    // Warnings and errors become events of the span they happen in.
+    let events = tracer.as_ref().map(|provider| {
+        trace::install(provider.tracer("scimbridge"));
+        trace::SpanEvents.with_filter(LevelFilter::WARN)
     });
     // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(fmt.with_filter(logs)).with(otel).try_init();
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(logs)).with(events).try_init();
     if let Some(signal) = traces.as_ref().or(metrics_signal.as_ref()).or(logs_signal.as_ref()) {
         let (traces, metrics, logs) = (traces.is_some(), metrics_signal.is_some(), logs_signal.is_some());
         tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, logs, "OTLP export on");
@@ -175,12 +168,10 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     Ok(Telemetry { tracer, meter, logger, scrape })
 }
 
-/// What becomes OpenTelemetry data: the gateway's own spans (its request, app, store and limiter
-/// spans, some at `debug`), and warnings and errors as span events. Other log events stay in the
-/// log, so request details logged at `info` or `debug` do not travel to the collector.
-fn exported(meta: &Metadata<'_>) -> bool {
-    let ours = meta.target().starts_with("scimbridge");
-    if meta.is_span() { ours && *meta.level() <= Level::DEBUG } else { *meta.level() <= Level::WARN }
+/// Runs `f`, a task a request spawns (a lock renewal), as part of that request: in its log
+/// context, its trace and its tenant's choice on personal data, none of which a task inherits.
+pub fn inherit<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    tracing::Instrument::in_current_span(trace::inherit(personal::inherit(f)))
 }
 
 /// `service.name` (ours unless the standard variables name one), `service.version`, and what
