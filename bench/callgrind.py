@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (the benchmark's setup: config, preload, adoption)
@@ -110,10 +109,10 @@ def main():
         bench.write_config(tmp / "config", 1)
         env = {"DEMO_APP_URL": app.url, "DEMO_APP_API_KEY": bench.API_KEY, "RUST_LOG": "warn"}
         if a.otlp:
-            sink = bench.ThreadingHTTPServer(("127.0.0.1", 0), bench.Sink)
-            threading.Thread(target=sink.serve_forever, daemon=True).start()
-            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink.server_address[1]}",
-                       OTEL_METRIC_EXPORT_INTERVAL="5000")
+            sink = bench.Proc([], {}, "otlp-sink listening on ",
+                              program=[sys.executable, str(bench.ROOT / "bench" / "otlp_sink.py")])
+            procs.append(sink)
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
         gw = Grinded("gateway", ["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0",
                                  "--data-dir", str(tmp / "data")], env, "scimbridge listening on ")
         procs.append(gw)

@@ -4,7 +4,7 @@ side in one run, on loopback.
 
     python3 bench/run.py                 # release build, 10,000 users, 10 s per run, c=16 and c=64
     python3 bench/run.py --smoke         # a few seconds in all: that the harness works (CI)
-    python3 bench/run.py --telemetry     # also the gateway exporting OTLP, to show what it costs
+    python3 bench/run.py --telemetry     # also OTLP export on vs off, to show what it costs
 
 Each scenario runs with wrk (Debian's package; installed if missing) against the demo app's own
 API ("direct") and against the gateway's SCIM API ("gateway"). For each run it reads, from /proc,
@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -40,15 +40,19 @@ API_KEY = "bench-api-key"
 TICK = os.sysconf("SC_CLK_TCK")
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_HEADERS = [f"Authorization: Bearer {TOKEN}", "Content-Type: application/scim+json"]
 
 
 class Proc:
     """A child process started from the release binary, stopped at exit."""
 
-    def __init__(self, args, env, ready_prefix, wrapper=(), timeout=30):
-        """`wrapper` runs the binary under another program (callgrind.py: valgrind)."""
-        self.p = subprocess.Popen([*wrapper, str(BIN), *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True)
+    def __init__(self, args, env, ready_prefix, wrapper=(), timeout=30, program=None, log=None):
+        """`wrapper` runs the binary under another program (callgrind.py: valgrind); `program`
+        replaces the binary (the OTLP sink); `log` is a file for its stderr."""
+        program = program or [str(BIN)]
+        err = open(log, "w") if log else subprocess.DEVNULL
+        self.p = subprocess.Popen([*wrapper, *program, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                  stderr=err, text=True)
         self.url = None
         deadline = time.time() + timeout
         for line in self.p.stdout:
@@ -183,20 +187,6 @@ def measure(procs, run):
     return result
 
 
-class Sink(BaseHTTPRequestHandler):
-    """An OTLP/HTTP receiver that takes everything and keeps nothing (the telemetry-on runs)."""
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_):
-        pass
-
-
 def scenarios(users, logins, ids, teams, gids, tmp):
     """(name, direct (method, path, body, ids, quota), gateway (...)) per scenario."""
     def ids_file(name, values):
@@ -280,24 +270,25 @@ def main():
         time.sleep(0.5)
         idle_mib = gw.status("VmRSS")
         runs = [(c, kind) for c in concurrency for kind in ("direct", "gateway")]
-        groups = [f"bench-{kind}-{c}" for c, kind in runs] + [f"bench-otel-{c}" for c in concurrency]
+        if a.telemetry:
+            runs += [(c, f"t{i}") for c in concurrency for i in range(len(PASSES))]
+        groups = [f"bench-{kind}-{c}" for c, kind in runs]
         t0 = time.time()
         logins, teams = preload(app.url, a.users, groups)
         ids, gids = adopt(gw.url, a.users, groups)
         print(f"preloaded {a.users} users and {len(groups)} groups of 1,000 in {time.time() - t0:.1f} s", file=sys.stderr)
 
         direct_headers = [f"X-Api-Key: {API_KEY}", "Content-Type: application/json"]
-        scim_headers = [f"Authorization: Bearer {TOKEN}", "Content-Type: application/scim+json"]
         plan = scenarios(a.users, logins, ids, teams, gids, tmp)
         if a.only:
             plan = [p for p in plan if a.only in p[0]]
 
         def run(kind, spec, base, headers, watched, c):
             method, path, body, idf, quota = spec
-            group = f"bench-{'otel' if kind == 'gateway+otlp' else kind}-{c}"
+            group = f"bench-{kind}-{c}"
             path = path.replace("{team}", str(teams[group])).replace("{group}", gids[group])
             # Names a run creates are its own: no run meets another's (a 409 would not be the gateway's cost).
-            body = body.replace("{run}", f"{kind.replace('+', '-')}-{c}")
+            body = body.replace("{run}", f"{kind}-{c}")
             return measure(watched, lambda: wrk(base, method, path, body, idf, quota, c, a.seconds, headers))
 
         results = []
@@ -305,31 +296,67 @@ def main():
             for c in concurrency:
                 row = {"scenario": name, "concurrency": c,
                        "direct": run("direct", direct, app.url, direct_headers, {"app": app}, c),
-                       "gateway": run("gateway", through, gw.url, scim_headers, {"gateway": gw, "app": app}, c)}
+                       "gateway": run("gateway", through, gw.url, SCIM_HEADERS, {"gateway": gw, "app": app}, c)}
                 results.append(row)
                 print_row(row, file=sys.stderr)
         peak_mib = max(r["gateway"]["peak_mib"]["gateway"] for r in results)
         if a.telemetry:
-            # The same gateway (same state) again, now exporting traces and metrics to a local sink.
-            sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-            threading.Thread(target=sink.serve_forever, daemon=True).start()
             gw.stop()
-            otel_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink.server_address[1]}",
-                            OTEL_METRIC_EXPORT_INTERVAL="5000")
-            if a.sampler is not None:
-                otel_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
-            gw = Proc(["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / "data")],
-                      otel_env, "scimbridge listening on ")
-            procs.append(gw)
-            for row, (name, _, through) in zip(results, [(n, d, t) for n, d, t in plan for _ in concurrency]):
-                c = row["concurrency"]
-                row["gateway+otlp"] = run("gateway+otlp", through, gw.url, scim_headers, {"gateway": gw, "app": app}, c)
-                print(f"  {name} c={c}: with OTLP export {rate(row['gateway+otlp']):.0f} req/s", file=sys.stderr)
+            telemetry(a, tmp, env, app, plan, concurrency, results, run, procs)
         report(a, results, idle_mib, peak_mib)
     finally:
         for p in procs:
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The telemetry comparison's passes, each a gateway started afresh: without OTLP, with, with,
+# without. Whatever drifts over the run (the app's growing state, the machine) falls on both sides.
+PASSES = ("off", "on", "on", "off")
+
+
+def telemetry(a, tmp, env, app, plan, concurrency, results, run, procs):
+    """Runs every scenario once per pass in PASSES and adds each row's sums to it: `off` and `on`
+    (requests, seconds, CPU of each process), and what the sink received."""
+    sink = Proc([], {}, "otlp-sink listening on ", program=[sys.executable, str(ROOT / "bench" / "otlp_sink.py")])
+    procs.append(sink)
+    on_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
+    if a.sampler is not None:
+        on_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
+    keyed = [(row, through) for row, (_, _, through) in zip(results, [p for p in plan for _ in concurrency])]
+    for row, _ in keyed:
+        row["off"], row["on"] = ({"requests": 0, "seconds": 0.0, "cpu": {}, "errors": 0} for _ in range(2))
+    spans = dropped = requests_on = 0
+    for i, mode in enumerate(PASSES):
+        log = tmp / f"gateway-{i}.log"
+        gw = Proc(["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / "data")],
+                  on_env if mode == "on" else env, "scimbridge listening on ", log=log)
+        procs.append(gw)
+        adopt(gw.url, a.users, [])  # a fresh process: every record read once, into its cache, as in the first runs
+        before = sink_count(sink.url)
+        watched = {"gateway": gw, "app": app, "sink": sink}
+        for row, through in keyed:
+            r = run(f"t{i}", through, gw.url, SCIM_HEADERS, watched, row["concurrency"])
+            total = row[mode]
+            total["requests"] += r["requests"]
+            total["seconds"] += r["duration_us"] / 1e6
+            total["errors"] += errors(r)
+            for who, cpu in r["cpu"].items():
+                total["cpu"][who] = total["cpu"].get(who, 0.0) + cpu
+            if mode == "on":
+                requests_on += r["requests"]
+            print(f"  {row['scenario']} c={row['concurrency']}: OTLP {mode} {rate(r):.0f} req/s", file=sys.stderr)
+        gw.stop()  # flushes what the exporter still holds
+        if mode == "on":
+            time.sleep(0.5)
+            spans += sink_count(sink.url) - before
+            dropped += sum(int(n) for n in re.findall(r"dropped_span_count\D{0,4}(\d+)", log.read_text()))
+    results[0]["exported"] = {"spans": spans, "dropped": dropped, "requests": requests_on}
+
+
+def sink_count(url):
+    with urllib.request.urlopen(url + "/count", timeout=10) as r:
+        return json.load(r)["spans"]
 
 
 def per_request(r, who):
@@ -351,7 +378,7 @@ def print_row(row, file):
 
 
 def report(a, results, idle_mib, peak_mib):
-    kinds = [k for k in ("direct", "gateway", "gateway+otlp") if k in results[0]]
+    kinds = ("direct", "gateway")
     head = ("| scenario | c | " + " | ".join(f"{k} req/s | {k} p50 ms | {k} p99 ms" for k in kinds)
             + " | app CPU µs/req (direct) | gateway CPU µs/req | app CPU µs/req (via gateway) | gateway ÷ app CPU"
             + " | added p99 ms | gateway peak MiB | errors |")
@@ -368,18 +395,29 @@ def report(a, results, idle_mib, peak_mib):
         lines.append(f"| {r['scenario']} | {r['concurrency']} | " + " | ".join(cells)
                      + f" | {app_direct:.0f} | {gw_cpu:.0f} | {per_request(g, 'app'):.0f} | {ratio:.2f}"
                      + f" | {(g['p99_us'] - d['p99_us']) / 1000:.2f} | {g['peak_mib']['gateway']:.1f} | {errs} |")
-    if "gateway+otlp" in kinds:
-        lines.append("")
-        lines.append("| scenario | c | throughput with OTLP export ÷ without |")
-        lines.append("| --- | --- | --- |")
+    if "on" in results[0]:
+        lines += ["", f"Telemetry: passes {', '.join(PASSES)}, each a fresh gateway; sums of both passes of each kind.", "",
+                  "| scenario | c | req/s off | req/s on | on ÷ off | gateway CPU µs/req off | on | on ÷ off"
+                  " | OTLP sink CPU µs/req | errors off/on |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results:
-            off, on = r["gateway"], r["gateway+otlp"]
-            ratio = rate(on) / rate(off)
-            lines.append(f"| {r['scenario']} | {r['concurrency']} | {ratio:.3f} |")
+            off, on = r["off"], r["on"]
+            def cpu(t, who):
+                return 1e6 * t["cpu"].get(who, 0.0) / max(t["requests"], 1)
+            def tput(t):
+                return t["requests"] / max(t["seconds"], 1e-9)
+            lines.append(f"| {r['scenario']} | {r['concurrency']} | {tput(off):,.0f} | {tput(on):,.0f}"
+                         f" | {tput(on) / tput(off):.3f} | {cpu(off, 'gateway'):.0f} | {cpu(on, 'gateway'):.0f}"
+                         f" | {cpu(on, 'gateway') / cpu(off, 'gateway'):.3f} | {cpu(on, 'sink'):.0f}"
+                         f" | {off['errors']}/{on['errors']} |")
+        e = results[0]["exported"]
+        lines += ["", f"Spans the sink received: {e['spans']:,} for {e['requests']:,} requests "
+                      f"({e['spans'] / max(e['requests'], 1):.2f} per request); dropped by the exporter: {e['dropped']:,}."]
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
     summary = (f"scimbridge bench: {a.users} users, {a.seconds} s per run, wrk on loopback; {os.cpu_count()} CPUs ({cpu}); "
                f"gateway idle RSS {idle_mib:.1f} MiB, peak {peak_mib:.1f} MiB"
-               + (f"; OTLP traces sampled at {a.sampler}" if a.telemetry and a.sampler is not None else ""))
+               + (f"; OTLP traces sampled at {a.sampler}" if a.telemetry and a.sampler is not None else "")
+               + ("; OTLP traces: all sampled" if a.telemetry and a.sampler is None else ""))
     table = "\n".join([summary, "", *lines])
     print(table)
     out = pathlib.Path(a.out)

@@ -460,6 +460,43 @@ fn st(v: &str) -> Value {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
+/// With `--trace-successes 0`, only failed requests are traced, each with all its spans: the 409,
+/// 404, 503 and 401s of the sequence arrive, its successes do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_failed_requests_are_traced_when_no_success_is_asked_for() {
+    let (endpoint, received) = http_receiver().await;
+    let data = common::temp_dir("telemetry-failures");
+    let mut gw = Gateway::serve_with(
+        &config(),
+        &data,
+        DemoApp::start(),
+        &["--trace-successes", "0"],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "60000")],
+        reqwest::Client::new(),
+    );
+    run_sequence(&gw, "carol@example.com").await;
+    stop(&mut gw);
+    let spans = spans(&received);
+    let mut statuses: Vec<i64> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server)
+        .map(|s| s.attr("http.response.status_code").as_i64().unwrap_or(0))
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [401, 401, 404, 409, 503], "the failed requests alone");
+    let server_ids: Vec<&str> =
+        spans.iter().filter(|s| s.kind == SpanKind::Server).map(|s| s.span_id.as_str()).collect();
+    for s in spans.iter().filter(|s| s.kind != SpanKind::Server) {
+        assert!(server_ids.contains(&s.parent.as_str()), "every span belongs to a failed request: {s:?}");
+    }
+    let dup = spans.iter().find(|s| s.attr("http.response.status_code") == &json!(409) && s.kind == SpanKind::Server);
+    let dup = dup.expect("the 409");
+    let calls = spans.iter().filter(|c| c.parent == dup.span_id && c.is_app_call()).count();
+    assert_eq!(calls, 1, "the duplicate's app call came with it");
+    let attempts = spans.iter().filter(|c| c.is_app_call() && c.attr("error.type") == &st("connect")).count();
+    assert_eq!(attempts, 3, "the unreachable app's attempts came with their request");
+}
+
 /// The standard variables select the collector (HTTP/protobuf), its headers, the service name and
 /// resource attributes; the flag adds a header. Export intervals are long, so everything the
 /// receiver holds was flushed by the SIGTERM: the spans and the final cumulative metrics.

@@ -215,6 +215,10 @@ struct TelemetryArgs {
     #[arg(long = "otlp-header", env = "SCIMBRIDGE_OTLP_HEADERS", value_delimiter = ',', hide_env_values = true,
           value_parser = parse_header)]
     otlp_headers: Vec<(String, String)>,
+    /// Share of successful requests whose traces are exported, 0 to 1; a failed request (an
+    /// error or a 4xx/5xx answer anywhere in it) is always traced. Default: all.
+    #[arg(long, env = "SCIMBRIDGE_TRACE_SUCCESSES", value_parser = parse_share)]
+    trace_successes: Option<f64>,
 }
 
 impl TelemetryArgs {
@@ -226,7 +230,16 @@ impl TelemetryArgs {
                 headers: self.otlp_headers.clone(),
             },
             prometheus: self.admin_listen.is_some(),
+            trace_successes: self.trace_successes,
         }
+    }
+}
+
+/// A share from 0 to 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a share from 0 to 1")),
     }
 }
 

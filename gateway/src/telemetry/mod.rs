@@ -11,6 +11,7 @@
 //! [`Telemetry::audit_logger`]); log lines stay in the log.
 //! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
 
+pub mod keep;
 pub mod metrics;
 pub mod otlp;
 pub mod personal;
@@ -22,7 +23,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt;
@@ -51,6 +52,9 @@ pub struct Config {
     pub otlp: OtlpConfig,
     /// Keep metrics for a Prometheus scrape (the admin listener's `/metrics`).
     pub prometheus: bool,
+    /// The share (0 to 1) of successful requests whose traces are exported; failed requests'
+    /// always are (see [`keep`]). `None`: every trace the sampler samples.
+    pub trace_successes: Option<f64>,
 }
 
 /// Why telemetry could not start.
@@ -115,12 +119,15 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let metrics_signal = config.otlp.metrics()?;
     let logs_signal = config.otlp.logs()?;
     let tracer = match &traces {
-        Some(signal) => Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(otlp::span_exporter(signal)?)
-                .with_resource(resource.clone())
-                .build(),
-        ),
+        Some(signal) => {
+            let batch = BatchSpanProcessor::builder(otlp::span_exporter(signal)?).build();
+            let builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            let builder = match config.trace_successes {
+                Some(share) if share < 1.0 => builder.with_span_processor(keep::KeepFailures::new(batch, share)),
+                _ => builder.with_span_processor(batch),
+            };
+            Some(builder.build())
+        }
         None => None,
     };
     let logger = match &logs_signal {

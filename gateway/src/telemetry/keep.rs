@@ -1,0 +1,295 @@
+//! Which finished spans are exported when only a share of successful requests should be
+//! (`--trace-successes`): every span of a request that failed, and the traces a ratio picks among
+//! the rest. A trace's fate is known only when its request's server span ends, after its app and
+//! store calls, so their spans wait here until then.
+//!
+//! A request failed when any of its spans has an error status or answered 4xx/5xx: a refused
+//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio.
+//! The ratio looks at the trace id (as the standard `traceidratio` sampler does), so a picked
+//! trace skips the waiting and every span of it is picked alike.
+//!
+//! Touches only the spans handed to it; it sits between the SDK and the batch processor.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{SpanId, Status, TraceId};
+use opentelemetry::{Context, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+/// How many decided traces are remembered for spans that end after their request (a lock
+/// released by a spawned task): two generations of this many.
+const REMEMBERED: usize = 16_384;
+/// A waiting trace whose request never ended (its server span lost) is let go after this long.
+const STALE: Duration = Duration::from_secs(60);
+/// Stale traces are looked for once in this many spans.
+const SWEEP_EVERY: u64 = 4_096;
+
+/// The processor: see the module documentation.
+#[derive(Debug)]
+pub struct KeepFailures<P> {
+    inner: P,
+    /// Traces whose id, read as the `traceidratio` sampler reads it, is below this are picked.
+    threshold: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: HashMap<TraceId, Waiting>,
+    /// The fate of recently decided traces, newest generation first.
+    decided: [HashMap<TraceId, bool>; 2],
+    ended: u64,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    spans: Vec<SpanData>,
+    failed: bool,
+    since: SystemTime,
+}
+
+impl<P: SpanProcessor> KeepFailures<P> {
+    /// Hands `inner` the spans of failed requests and a `successes` share (0 to 1) of the others.
+    pub fn new(inner: P, successes: f64) -> Self {
+        // 2^63 scaled, as the SDK's ratio sampler: exact at 0 and at 1.
+        let threshold = (successes.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+        Self { inner, threshold, state: Mutex::default() }
+    }
+
+    fn picked(&self, id: TraceId) -> bool {
+        let bytes = id.to_bytes();
+        let low =
+            u64::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]]);
+        (low >> 1) < self.threshold
+    }
+
+    /// What to hand on now that `span` ended; the lock is not held while handing on.
+    fn settle(&self, span: SpanData) -> Vec<SpanData> {
+        let id = span.span_context.trace_id();
+        let failed = failed(&span);
+        // The request's own span: its parent, if any, is the caller's.
+        let root = span.parent_span_id == SpanId::INVALID || span.parent_span_is_remote;
+        let Ok(mut state) = self.state.lock() else { return vec![span] };
+        state.ended += 1;
+        if state.ended % SWEEP_EVERY == 0 {
+            state.sweep();
+        }
+        if root {
+            let (mut spans, keep) = match state.waiting.remove(&id) {
+                Some(w) => (w.spans, w.failed || failed),
+                None => (Vec::new(), failed),
+            };
+            state.remember(id, keep);
+            if !keep {
+                return Vec::new();
+            }
+            spans.push(span);
+            return spans;
+        }
+        match state.decided.iter().find_map(|d| d.get(&id)) {
+            Some(true) => return vec![span],
+            Some(false) if !failed => return Vec::new(),
+            // A late failure keeps itself, if not its (already dropped) request.
+            Some(false) => return vec![span],
+            None => {}
+        }
+        let w = state.waiting.entry(id).or_insert_with(|| Waiting {
+            spans: Vec::new(),
+            failed: false,
+            since: span.end_time,
+        });
+        w.failed |= failed;
+        w.spans.push(span);
+        Vec::new()
+    }
+
+    /// The spans still waiting whose request failed (at shutdown: nothing more will end).
+    fn drain_failed(&self) -> Vec<SpanData> {
+        let Ok(mut state) = self.state.lock() else { return Vec::new() };
+        state.waiting.drain().filter(|(_, w)| w.failed).flat_map(|(_, w)| w.spans).collect()
+    }
+}
+
+impl State {
+    fn remember(&mut self, id: TraceId, keep: bool) {
+        if self.decided[0].len() >= REMEMBERED {
+            self.decided[1] = std::mem::take(&mut self.decided[0]);
+        }
+        self.decided[0].insert(id, keep);
+    }
+
+    /// Lets go of traces whose request never ended.
+    fn sweep(&mut self) {
+        let now = SystemTime::now();
+        self.waiting.retain(|_, w| now.duration_since(w.since).map_or(true, |age| age < STALE));
+    }
+}
+
+/// An error status, or an HTTP answer of 400 or above.
+fn failed(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+        || span
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "http.response.status_code" && matches!(kv.value, Value::I64(s) if s >= 400))
+}
+
+impl<P: SpanProcessor> SpanProcessor for KeepFailures<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.picked(span.span_context.trace_id()) {
+            self.inner.on_end(span);
+            return;
+        }
+        for s in self.settle(span) {
+            self.inner.on_end(s);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        for s in self.drain_failed() {
+            self.inner.on_end(s);
+        }
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceState};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    /// Records what it is handed.
+    #[derive(Debug, Default, Clone)]
+    struct Handed(Arc<Mutex<Vec<String>>>);
+
+    impl SpanProcessor for Handed {
+        fn on_start(&self, _: &mut Span, _: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span.name.into_owned());
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    impl Handed {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    /// A trace id whose low bits put it at `at` (0 to 1) of the ratio's range.
+    fn trace(at: f64, n: u8) -> TraceId {
+        let low = ((at * (1u64 << 63) as f64) as u64) << 1;
+        let mut bytes = [0u8; 16];
+        bytes[0] = n;
+        bytes[8..].copy_from_slice(&low.to_be_bytes());
+        TraceId::from_bytes(bytes)
+    }
+
+    fn span(trace: TraceId, name: &str, parent: Option<u64>, status: Option<i64>, error: bool) -> SpanData {
+        let id = if parent.is_some() { 2 } else { 1 };
+        SpanData {
+            span_context: SpanContext::new(
+                trace,
+                SpanId::from_bytes((id as u64).to_be_bytes()),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: parent.map_or(SpanId::INVALID, |p| SpanId::from_bytes(p.to_be_bytes())),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.to_owned().into(),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: status.map(|s| KeyValue::new("http.response.status_code", s)).into_iter().collect(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: if error { Status::error("") } else { Status::Unset },
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    #[test]
+    fn failed_requests_keep_every_span_and_a_share_of_the_rest_is_picked() {
+        let handed = Handed::default();
+        let keep = KeepFailures::new(handed.clone(), 0.25);
+
+        // Not picked, succeeded: nothing leaves.
+        let ok = trace(0.5, 1);
+        keep.on_end(span(ok, "ok call", Some(1), Some(200), false));
+        keep.on_end(span(ok, "ok request", None, Some(200), false));
+        assert!(handed.take().is_empty());
+
+        // Not picked, the request answered 409: its call waited for it, then both leave.
+        let refused = trace(0.9, 2);
+        keep.on_end(span(refused, "409 call", Some(1), Some(409), true));
+        assert!(handed.take().is_empty(), "the call waits for its request");
+        keep.on_end(span(refused, "409 request", None, Some(409), false));
+        assert_eq!(handed.take(), ["409 call", "409 request"]);
+
+        // A failed attempt that a retry made good still keeps the request's trace.
+        let retried = trace(0.7, 3);
+        keep.on_end(span(retried, "attempt 1", Some(1), None, true));
+        keep.on_end(span(retried, "attempt 2", Some(1), Some(200), false));
+        keep.on_end(span(retried, "request", None, Some(200), false));
+        assert_eq!(handed.take(), ["attempt 1", "attempt 2", "request"]);
+
+        // Picked by the ratio: straight through, nothing waits.
+        let picked = trace(0.1, 4);
+        keep.on_end(span(picked, "picked call", Some(1), Some(200), false));
+        assert_eq!(handed.take(), ["picked call"]);
+
+        // A span ending after its request follows the request's fate.
+        keep.on_end(span(ok, "late release", Some(1), None, false));
+        keep.on_end(span(refused, "late release", Some(1), None, false));
+        assert_eq!(handed.take(), ["late release"]);
+        assert!(keep.state.lock().unwrap().waiting.is_empty(), "nothing left waiting");
+    }
+
+    #[test]
+    fn the_ratios_ends_are_exact() {
+        let none = KeepFailures::new(Handed::default(), 0.0);
+        let all = KeepFailures::new(Handed::default(), 1.0);
+        for at in [0.0, 0.3, 0.999_999] {
+            assert!(!none.picked(trace(at, 0)));
+            assert!(all.picked(trace(at, 0)));
+        }
+    }
+
+    #[test]
+    fn at_shutdown_waiting_failures_leave_and_the_rest_is_let_go() {
+        let handed = Handed::default();
+        let keep = KeepFailures::new(handed.clone(), 0.0);
+        keep.on_end(span(trace(0.5, 1), "orphan failure", Some(1), Some(500), true));
+        keep.on_end(span(trace(0.5, 2), "orphan success", Some(1), Some(200), false));
+        keep.shutdown_with_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(handed.take(), ["orphan failure"]);
+    }
+}
