@@ -239,6 +239,8 @@ def main():
     ap.add_argument("--telemetry", action="store_true", help="also run the gateway exporting OTLP to a local sink")
     ap.add_argument("--sampler", type=float, metavar="RATIO",
                     help="with --telemetry: sample this share of traces (parentbased_traceidratio); default: all")
+    ap.add_argument("--trace-successes", type=float, metavar="RATIO",
+                    help="with --telemetry: the gateway exports every failed request's trace and this share of the rest")
     ap.add_argument("--only", metavar="TEXT", help="only the scenarios whose name contains TEXT (e.g. GET)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--debug-build", action="store_true",
@@ -323,6 +325,8 @@ def telemetry(a, tmp, env, app, plan, concurrency, results, run, procs):
     on_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
     if a.sampler is not None:
         on_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
+    if a.trace_successes is not None:
+        on_env.update(SCIMBRIDGE_TRACE_SUCCESSES=str(a.trace_successes))
     keyed = [(row, through) for row, (_, _, through) in zip(results, [p for p in plan for _ in concurrency])]
     for row, _ in keyed:
         row["off"], row["on"] = ({"requests": 0, "seconds": 0.0, "cpu": {}, "errors": 0} for _ in range(2))
@@ -417,7 +421,8 @@ def report(a, results, idle_mib, peak_mib):
     summary = (f"scimbridge bench: {a.users} users, {a.seconds} s per run, wrk on loopback; {os.cpu_count()} CPUs ({cpu}); "
                f"gateway idle RSS {idle_mib:.1f} MiB, peak {peak_mib:.1f} MiB"
                + (f"; OTLP traces sampled at {a.sampler}" if a.telemetry and a.sampler is not None else "")
-               + ("; OTLP traces: all sampled" if a.telemetry and a.sampler is None else ""))
+               + (f"; traces of successful requests exported: {a.trace_successes}" if a.telemetry and a.trace_successes is not None else "")
+               + ("; OTLP traces: all exported" if a.telemetry and a.sampler is None and a.trace_successes is None else ""))
     table = "\n".join([summary, "", *lines])
     print(table)
     out = pathlib.Path(a.out)

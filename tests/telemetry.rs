@@ -461,7 +461,8 @@ fn st(v: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 /// With `--trace-successes 0`, only failed requests are traced, each with all its spans: the 409,
-/// 404, 503 and 401s of the sequence arrive, its successes do not.
+/// 404, 503 and 401s of the sequence arrive, its successes do not, but for the one whose caller
+/// sent a sampled `traceparent`.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_failed_requests_are_traced_when_no_success_is_asked_for() {
     let (endpoint, received) = http_receiver().await;
@@ -483,7 +484,12 @@ async fn only_failed_requests_are_traced_when_no_success_is_asked_for() {
         .map(|s| s.attr("http.response.status_code").as_i64().unwrap_or(0))
         .collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [401, 401, 404, 409, 503], "the failed requests alone");
+    assert_eq!(statuses, [200, 401, 401, 404, 409, 503], "the failed requests, and the one a caller traced");
+    let traced = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server && s.attr("http.response.status_code") == &json!(200))
+        .expect("the traced get");
+    assert_eq!((traced.trace_id.as_str(), traced.parent.as_str()), (TRACE_ID, PARENT_ID));
     let server_ids: Vec<&str> =
         spans.iter().filter(|s| s.kind == SpanKind::Server).map(|s| s.span_id.as_str()).collect();
     for s in spans.iter().filter(|s| s.kind != SpanKind::Server) {

@@ -4,7 +4,9 @@
 //! store calls, so their spans wait here until then.
 //!
 //! A request failed when any of its spans has an error status or answered 4xx/5xx: a refused
-//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio.
+//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio. So
+//! does a request whose caller sent a sampled `traceparent` (the head sampler, parent-based by
+//! default, drops the others before they get here): the caller's trace stays whole.
 //! The ratio looks at the trace id (as the standard `traceidratio` sampler does), so a picked
 //! trace skips the waiting and every span of it is picked alike.
 //!
@@ -79,9 +81,11 @@ impl<P: SpanProcessor> KeepFailures<P> {
             state.sweep();
         }
         if root {
+            // A caller that sent a sampled `traceparent` asked for this trace: it is theirs too.
+            let asked = span.parent_span_is_remote;
             let (mut spans, keep) = match state.waiting.remove(&id) {
-                Some(w) => (w.spans, w.failed || failed),
-                None => (Vec::new(), failed),
+                Some(w) => (w.spans, w.failed || failed || asked),
+                None => (Vec::new(), failed || asked),
             };
             state.remember(id, keep);
             if !keep {
@@ -260,6 +264,15 @@ mod tests {
         keep.on_end(span(retried, "attempt 2", Some(1), Some(200), false));
         keep.on_end(span(retried, "request", None, Some(200), false));
         assert_eq!(handed.take(), ["attempt 1", "attempt 2", "request"]);
+
+        // A caller's sampled trace: kept though it succeeded.
+        let theirs = trace(0.6, 5);
+        keep.on_end(span(theirs, "their call", Some(1), Some(200), false));
+        keep.on_end(SpanData {
+            parent_span_is_remote: true,
+            ..span(theirs, "their request", Some(9), Some(200), false)
+        });
+        assert_eq!(handed.take(), ["their call", "their request"]);
 
         // Picked by the ratio: straight through, nothing waits.
         let picked = trace(0.1, 4);
