@@ -63,9 +63,8 @@ impl<P: SpanProcessor> KeepFailures<P> {
     }
 
     fn picked(&self, id: TraceId) -> bool {
-        let bytes = id.to_bytes();
-        let low =
-            u64::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]]);
+        // The id's low 64 bits, as the SDK's ratio sampler reads them.
+        let low = u128::from_be_bytes(id.to_bytes()) as u64;
         (low >> 1) < self.threshold
     }
 

@@ -178,9 +178,7 @@ pub struct SpanEvents;
 
 impl<S: tracing::Subscriber> Layer<S> for SpanEvents {
     fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
-        if TRACER.get().is_none() {
-            return;
-        }
+        // Installed only with the tracer: no check for one here.
         Context::map_current(|cx| {
             if !cx.has_active_span() {
                 return;
