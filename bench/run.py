@@ -23,6 +23,7 @@ import os
 import pathlib
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,9 @@ def main():
                     help="with --telemetry: sample this share of traces (parentbased_traceidratio); default: all")
     ap.add_argument("--trace-successes", type=float, metavar="RATIO",
                     help="with --telemetry: the gateway exports every failed request's trace and this share of the rest")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="with --telemetry: bursts per scenario on each gateway, taking turns (default 10)")
+    ap.add_argument("--burst", type=int, default=2, help="with --telemetry: seconds per burst (default 2)")
     ap.add_argument("--only", metavar="TEXT", help="only the scenarios whose name contains TEXT (e.g. GET)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--debug-build", action="store_true",
@@ -248,7 +252,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     if a.smoke:
-        a.users, a.seconds, a.concurrency = 1200, 1, "4"
+        a.users, a.seconds, a.concurrency, a.rounds, a.burst = 1200, 1, "4", 2, 1
     concurrency = [int(c) for c in a.concurrency.split(",")]
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
@@ -273,7 +277,8 @@ def main():
         idle_mib = gw.status("VmRSS")
         runs = [(c, kind) for c in concurrency for kind in ("direct", "gateway")]
         if a.telemetry:
-            runs += [(c, f"t{i}") for c in concurrency for i in range(len(PASSES))]
+            # A team per gateway, concurrency and round: every member add of a burst is new.
+            runs += [(c, f"t{mode}{k}") for c in concurrency for mode in MODES for k in range(a.rounds)]
         groups = [f"bench-{kind}-{c}" for c, kind in runs]
         t0 = time.time()
         logins, teams = preload(app.url, a.users, groups)
@@ -304,7 +309,7 @@ def main():
         peak_mib = max(r["gateway"]["peak_mib"]["gateway"] for r in results)
         if a.telemetry:
             gw.stop()
-            telemetry(a, tmp, env, app, plan, concurrency, results, run, procs)
+            telemetry(a, tmp, env, app, plan, gids, results, procs)
         report(a, results, idle_mib, peak_mib)
     finally:
         for p in procs:
@@ -312,14 +317,17 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# The telemetry comparison's passes, each a gateway started afresh: without OTLP, with, with,
-# without. Whatever drifts over the run (the app's growing state, the machine) falls on both sides.
-PASSES = ("off", "on", "on", "off")
+# The telemetry comparison: two gateways run side by side, one without OTLP and one with, and
+# take turns in short bursts (off-on, then on-off, ...). This machine's speed drifts by 10-20%
+# over minutes (other guests on the host), which a comparison of long passes run one after the
+# other cannot tell from the telemetry's cost; adjacent bursts see the same machine.
+MODES = ("off", "on")
 
 
-def telemetry(a, tmp, env, app, plan, concurrency, results, run, procs):
-    """Runs every scenario once per pass in PASSES and adds each row's sums to it: `off` and `on`
-    (requests, seconds, CPU of each process), and what the sink received."""
+def telemetry(a, tmp, env, app, plan, gids, results, procs):
+    """Runs every scenario `a.rounds` times on each gateway in bursts of `a.burst` seconds and adds
+    to each row `off` and `on` (requests, seconds, CPU of each process, errors) and `ratios`, the
+    throughput ratio (on ÷ off) of each pair of adjacent bursts."""
     sink = Proc([], {}, "otlp-sink listening on ", program=[sys.executable, str(ROOT / "bench" / "otlp_sink.py")])
     procs.append(sink)
     on_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
@@ -327,34 +335,52 @@ def telemetry(a, tmp, env, app, plan, concurrency, results, run, procs):
         on_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
     if a.trace_successes is not None:
         on_env.update(SCIMBRIDGE_TRACE_SUCCESSES=str(a.trace_successes))
-    keyed = [(row, through) for row, (_, _, through) in zip(results, [p for p in plan for _ in concurrency])]
-    for row, _ in keyed:
-        row["off"], row["on"] = ({"requests": 0, "seconds": 0.0, "cpu": {}, "errors": 0} for _ in range(2))
-    spans = dropped = requests_on = 0
-    for i, mode in enumerate(PASSES):
-        log = tmp / f"gateway-{i}.log"
-        gw = Proc(["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / "data")],
-                  on_env if mode == "on" else env, "scimbridge listening on ", log=log)
+    gws, logs = {}, {}
+    for mode in MODES:
+        # Each starts from a copy of the first gateway's state: the same SCIM ids for the same objects.
+        shutil.copytree(tmp / "data", tmp / f"data-{mode}")
+        logs[mode] = tmp / f"gateway-{mode}.log"
+        gw = Proc(["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / f"data-{mode}")],
+                  on_env if mode == "on" else env, "scimbridge listening on ", log=logs[mode])
         procs.append(gw)
-        adopt(gw.url, a.users, [])  # a fresh process: every record read once, into its cache, as in the first runs
-        before = sink_count(sink.url)
-        watched = {"gateway": gw, "app": app, "sink": sink}
-        for row, through in keyed:
-            r = run(f"t{i}", through, gw.url, SCIM_HEADERS, watched, row["concurrency"])
-            total = row[mode]
-            total["requests"] += r["requests"]
-            total["seconds"] += r["duration_us"] / 1e6
-            total["errors"] += errors(r)
-            for who, cpu in r["cpu"].items():
-                total["cpu"][who] = total["cpu"].get(who, 0.0) + cpu
-            if mode == "on":
-                requests_on += r["requests"]
-            print(f"  {row['scenario']} c={row['concurrency']}: OTLP {mode} {rate(r):.0f} req/s", file=sys.stderr)
-        gw.stop()  # flushes what the exporter still holds
-        if mode == "on":
-            time.sleep(0.5)
-            spans += sink_count(sink.url) - before
-            dropped += sum(int(n) for n in re.findall(r"dropped_span_count\D{0,4}(\d+)", log.read_text()))
+        gws[mode] = gw
+        adopt(gw.url, a.users, [])  # every record read once, into this process's cache, as in the main runs
+    for row in results:
+        row["off"], row["on"] = ({"requests": 0, "seconds": 0.0, "cpu": {}, "errors": 0} for _ in MODES)
+        row["ratios"] = []
+    before = sink_count(sink.url)
+    requests_on = 0
+    for row in results:
+        c = row["concurrency"]
+        for k in range(a.rounds):
+            rates = {}
+            for mode in (MODES if k % 2 == 0 else MODES[::-1]):
+                method, path, body, idf, quota = next(p for p in plan if p[0] == row["scenario"])[2]
+                group = f"bench-t{mode}{k}-{c}"
+                path = path.replace("{group}", gids[group])
+                body = body.replace("{run}", f"t{mode}{k}-{c}")
+                gw = gws[mode]
+                r = measure({"gateway": gw, "app": app, "sink": sink},
+                            lambda: wrk(gw.url, method, path, body, idf, quota, c, a.burst, SCIM_HEADERS))
+                total = row[mode]
+                total["requests"] += r["requests"]
+                total["seconds"] += r["duration_us"] / 1e6
+                total["errors"] += errors(r)
+                for who, cpu in r["cpu"].items():
+                    total["cpu"][who] = total["cpu"].get(who, 0.0) + cpu
+                rates[mode] = rate(r)
+                # A burst that ran out of its members to add ended early: its rate says nothing.
+                row["quota_hit"] = row.get("quota_hit", False) or (quota > 0 and r["requests"] >= 0.9 * quota * min(2, c))
+                if mode == "on":
+                    requests_on += r["requests"]
+            row["ratios"].append(rates["on"] / max(rates["off"], 1e-9))
+        print(f"  {row['scenario']} c={c}: OTLP on ÷ off, median of {a.rounds} pairs: "
+              f"{statistics.median(row['ratios']):.3f}", file=sys.stderr)
+    for gw in gws.values():
+        gw.stop()  # the "on" one flushes what its exporter still holds
+    time.sleep(0.5)
+    spans = sink_count(sink.url) - before
+    dropped = sum(int(n) for n in re.findall(r"dropped_span_count\D{0,4}(\d+)", logs["on"].read_text()))
     results[0]["exported"] = {"spans": spans, "dropped": dropped, "requests": requests_on}
 
 
@@ -400,19 +426,26 @@ def report(a, results, idle_mib, peak_mib):
                      + f" | {app_direct:.0f} | {gw_cpu:.0f} | {per_request(g, 'app'):.0f} | {ratio:.2f}"
                      + f" | {(g['p99_us'] - d['p99_us']) / 1000:.2f} | {g['peak_mib']['gateway']:.1f} | {errs} |")
     if "on" in results[0]:
-        lines += ["", f"Telemetry: passes {', '.join(PASSES)}, each a fresh gateway; sums of both passes of each kind.", "",
-                  "| scenario | c | req/s off | req/s on | on ÷ off | gateway CPU µs/req off | on | on ÷ off"
-                  " | OTLP sink CPU µs/req | errors off/on |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", f"Telemetry: two gateways side by side, without OTLP and with, taking turns in {a.rounds} bursts of "
+                      f"{a.burst} s each per row. Throughput on ÷ off: the median of the pairs of adjacent bursts, and "
+                      "the middle half of them; CPU time per request: sums over all bursts.", "",
+                  "| scenario | c | req/s off | req/s on | on ÷ off (median) | middle half | gateway CPU µs/req off | on"
+                  " | on ÷ off | OTLP sink CPU µs/req | errors off/on |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results:
             off, on = r["off"], r["on"]
             def cpu(t, who):
                 return 1e6 * t["cpu"].get(who, 0.0) / max(t["requests"], 1)
             def tput(t):
                 return t["requests"] / max(t["seconds"], 1e-9)
+            if r.get("quota_hit"):
+                median = spread = "— (bursts ran out of members)"
+            else:
+                q = statistics.quantiles(r["ratios"], n=4) if len(r["ratios"]) > 1 else r["ratios"] * 3
+                median, spread = f"{statistics.median(r['ratios']):.3f}", f"{q[0]:.2f}–{q[2]:.2f}"
             lines.append(f"| {r['scenario']} | {r['concurrency']} | {tput(off):,.0f} | {tput(on):,.0f}"
-                         f" | {tput(on) / tput(off):.3f} | {cpu(off, 'gateway'):.0f} | {cpu(on, 'gateway'):.0f}"
-                         f" | {cpu(on, 'gateway') / cpu(off, 'gateway'):.3f} | {cpu(on, 'sink'):.0f}"
+                         f" | {median} | {spread} | {cpu(off, 'gateway'):.0f} | {cpu(on, 'gateway'):.0f}"
+                         f" | {cpu(on, 'gateway') / max(cpu(off, 'gateway'), 1e-9):.3f} | {cpu(on, 'sink'):.0f}"
                          f" | {off['errors']}/{on['errors']} |")
         e = results[0]["exported"]
         lines += ["", f"Spans the sink received: {e['spans']:,} for {e['requests']:,} requests "
