@@ -108,7 +108,10 @@ pub struct Backend {
     /// The app instance's outbound limit, shared with every tenant calling the same base URL.
     limiter: Option<Arc<Limiter>>,
     /// Which app this is in metrics and spans: the mapping's name, bounded by configuration.
-    app: String,
+    /// Shared text: a span's attribute takes a reference, not a copy.
+    app: Arc<str>,
+    /// `server.address` and `server.port` of every call's span: calls go to `base`'s origin only.
+    server: (Option<Arc<str>>, Option<i64>),
 }
 
 impl Backend {
@@ -120,6 +123,7 @@ impl Backend {
         }
         let client = CLIENT.as_ref().map_err(|e| BackendError::Request(e.clone()))?.clone();
         let origin = parsed.origin().ascii_serialization();
+        let server = (parsed.host_str().map(Arc::from), parsed.port_or_known_default().map(i64::from));
         Ok(Self {
             client,
             base_url: parsed.as_str().trim_end_matches('/').to_owned(),
@@ -128,13 +132,14 @@ impl Backend {
             timeout,
             auth: Arc::new(auth),
             limiter: None,
-            app: String::new(),
+            app: Arc::from(""),
+            server,
         })
     }
 
     /// Names the app (its mapping) in metrics and spans.
     pub fn set_app(&mut self, name: &str) {
-        name.clone_into(&mut self.app);
+        self.app = Arc::from(name);
     }
 
     /// Which app instance this is, for sharing its outbound limit: the base URL, normalised (host
@@ -276,19 +281,21 @@ impl Backend {
     fn attempt_span(&self, req: &AppRequest, url: &reqwest::Url, attempt: u32) -> Span {
         Span::child(
             Kind::Client,
-            || format!("{} {}", req.method, req.call.as_str()).into(),
+            || trace::name(trace::http_method(&req.method), req.call.as_str()).into(),
             || {
-                let mut attributes = vec![
+                // Room for the outcome added at the end: no reallocation then.
+                let mut attributes = Vec::with_capacity(10);
+                attributes.extend([
                     KeyValue::new("http.request.method", trace::http_method(&req.method)),
-                    KeyValue::new("url.full", format!("{}{}", self.origin, url.path())),
+                    KeyValue::new("url.full", url_full(url, &self.origin)),
                     KeyValue::new("scimbridge.app", self.app.clone()),
                     KeyValue::new("scimbridge.app.call", req.call.as_str()),
-                ];
-                if let Some(host) = url.host_str() {
-                    attributes.push(KeyValue::new("server.address", host.to_owned()));
+                ]);
+                if let Some(host) = &self.server.0 {
+                    attributes.push(KeyValue::new("server.address", Arc::clone(host)));
                 }
-                if let Some(port) = url.port_or_known_default() {
-                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                if let Some(port) = self.server.1 {
+                    attributes.push(KeyValue::new("server.port", port));
                 }
                 if attempt > 1 {
                     attributes.push(KeyValue::new("http.request.resend_count", i64::from(attempt - 1)));
@@ -390,6 +397,17 @@ fn parse_body(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).chars().take(2000).collect()))
 }
 
+/// `url.full` of a span: the URL without its query and fragment (they may carry values the
+/// mapping put there), and never with credentials.
+fn url_full(url: &reqwest::Url, origin: &str) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        let s = url.as_str();
+        s[..s.find(['?', '#']).unwrap_or(s.len())].to_owned()
+    } else {
+        format!("{origin}{}", url.path())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -400,6 +418,18 @@ mod tests {
     use reqwest::Method;
 
     use super::*;
+
+    #[test]
+    fn url_full_leaves_out_query_fragment_and_credentials() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let origin = "https://app.example:8443";
+        assert_eq!(
+            url_full(&u("https://app.example:8443/api/v1/users/7?q=secret#x"), origin),
+            "https://app.example:8443/api/v1/users/7"
+        );
+        assert_eq!(url_full(&u("https://app.example/a/b"), origin), "https://app.example/a/b");
+        assert_eq!(url_full(&u("https://me:pw@app.example:8443/a?b"), origin), "https://app.example:8443/a");
+    }
 
     /// A token endpoint issuing `tok-N` and an API that accepts only the newest token, Basic
     /// `u:p`, or the bearer `static`.

@@ -15,7 +15,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue};
 use tracing::Instrument as _;
 
 use super::AppState;
@@ -98,31 +98,32 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
     let params = <RawPathParams as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &()).await;
-    let param =
-        |name: &str| params.as_ref().ok().and_then(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()));
-    let kind = classify(&parts.method, route.as_deref(), param("endpoint").as_deref());
+    let param = |name: &str| params.as_ref().ok().and_then(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| v));
+    let kind = classify(&parts.method, route.as_deref(), param("endpoint"));
     // Only a configured tenant becomes a label value: a made-up one in the URL must not.
-    let configured = param("tenant").and_then(|id| state.registry.load().get(&id).cloned());
+    let configured = param("tenant").and_then(|id| state.registry.load().get(id).cloned());
     let personal_data = configured.as_ref().is_some_and(|t| t.options.log_personal_data);
-    let tenant = configured.map_or_else(|| UNKNOWN.to_owned(), |t| t.id.clone());
+    let tenant: StringValue = configured.map_or(StringValue::from(UNKNOWN), |t| t.label.clone().into());
     let request_id = sane_id(&parts.headers, &REQUEST_ID).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     parts.extensions.insert(RequestId(request_id.clone()));
     let client_request_id = sane_id(&parts.headers, &CLIENT_REQUEST_ID);
     let span = Span::server(
         &parts.headers,
         || match (kind.scim, &route) {
-            (true, _) => format!("SCIM {} {}", kind.operation, kind.resource),
-            (false, Some(route)) => format!("{} {route}", parts.method),
-            (false, None) => parts.method.to_string(),
+            (true, _) => trace::name("SCIM", trace::name(kind.operation, kind.resource)).into(),
+            (false, Some(route)) => format!("{} {route}", parts.method).into(),
+            (false, None) => parts.method.to_string().into(),
         },
         || {
-            let mut attributes = vec![
+            // Room for what is added when the answer is known: no reallocation then.
+            let mut attributes = Vec::with_capacity(10);
+            attributes.extend([
                 KeyValue::new("http.request.method", trace::http_method(&parts.method)),
                 KeyValue::new("scimbridge.tenant", tenant.clone()),
                 KeyValue::new("scim.resource_type", kind.resource),
                 KeyValue::new("scim.operation", kind.operation),
                 KeyValue::new("scimbridge.request_id", request_id.clone()),
-            ];
+            ]);
             if let Some(route) = &route {
                 attributes.push(KeyValue::new("http.route", route.clone()));
             }
@@ -135,7 +136,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     // The log's context: every line the request writes names it and its tenant.
     let logged = tracing::info_span!(
         "request",
-        scimbridge.tenant = %tenant,
+        scimbridge.tenant = tenant.as_str(),
         scim.operation = kind.operation,
         scim.resource_type = kind.resource,
         scimbridge.request_id = %request_id,
@@ -154,7 +155,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         span.fail(|| status.as_str().to_owned().into());
     }
     span.end();
-    metrics::get().request(&tenant, kind.resource, kind.operation, status.as_u16(), start.elapsed());
+    metrics::get().request(tenant, kind.resource, kind.operation, status.as_u16(), start.elapsed());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }

@@ -23,8 +23,12 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 /// How many decided traces are remembered for spans that end after their request (a lock
-/// released by a spawned task): two generations of this many.
-const REMEMBERED: usize = 16_384;
+/// released by a spawned task, within milliseconds): slots of a table indexed by trace id, a
+/// newer trace taking an older one's slot. 128 KiB, where two hash maps of 16,384 traces each
+/// took a megabyte, written at a random place per request: enough to push the allocator's and
+/// the request's own data out of the core's cache.
+const REMEMBERED: usize = 4_096;
+const _: () = assert!(REMEMBERED.is_power_of_two());
 /// A waiting trace whose request never ended (its server span lost) is let go after this long.
 const STALE: Duration = Duration::from_secs(60);
 /// Stale traces are looked for once in this many spans.
@@ -39,12 +43,22 @@ pub struct KeepFailures<P> {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     waiting: HashMap<TraceId, Waiting>,
-    /// The fate of recently decided traces, newest generation first.
-    decided: [HashMap<TraceId, bool>; 2],
+    /// The fate of recently decided traces, at [`slot`]. A caller choosing trace ids can only
+    /// make its own traces forget others' fates sooner: nothing grows and no lookup slows.
+    decided: Box<[Option<(TraceId, bool)>]>,
     ended: u64,
+}
+
+/// Where a trace's fate is remembered: its id's halves folded and multiplied, the product's top
+/// bits the slot, so a difference anywhere in the id moves it (the SDK's ids are random; a
+/// caller's may differ in a few bits only).
+fn slot(id: TraceId) -> usize {
+    let v = u128::from_be_bytes(id.to_bytes());
+    let folded = (v as u64) ^ ((v >> 64) as u64);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - REMEMBERED.trailing_zeros())) as usize
 }
 
 #[derive(Debug)]
@@ -59,7 +73,8 @@ impl<P: SpanProcessor> KeepFailures<P> {
     pub fn new(inner: P, successes: f64) -> Self {
         // 2^63 scaled, as the SDK's ratio sampler: exact at 0 and at 1.
         let threshold = (successes.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
-        Self { inner, threshold, state: Mutex::default() }
+        let state = State { waiting: HashMap::new(), decided: vec![None; REMEMBERED].into(), ended: 0 };
+        Self { inner, threshold, state: Mutex::new(state) }
     }
 
     fn picked(&self, id: TraceId) -> bool {
@@ -93,7 +108,7 @@ impl<P: SpanProcessor> KeepFailures<P> {
             spans.push(span);
             return spans;
         }
-        match state.decided.iter().find_map(|d| d.get(&id)) {
+        match state.fate(id) {
             Some(true) => return vec![span],
             Some(false) if !failed => return Vec::new(),
             // A late failure keeps itself, if not its (already dropped) request.
@@ -119,10 +134,12 @@ impl<P: SpanProcessor> KeepFailures<P> {
 
 impl State {
     fn remember(&mut self, id: TraceId, keep: bool) {
-        if self.decided[0].len() >= REMEMBERED {
-            self.decided[1] = std::mem::take(&mut self.decided[0]);
-        }
-        self.decided[0].insert(id, keep);
+        self.decided[slot(id)] = Some((id, keep));
+    }
+
+    /// Whether a recently decided trace was kept.
+    fn fate(&self, id: TraceId) -> Option<bool> {
+        self.decided[slot(id)].filter(|(t, _)| *t == id).map(|(_, keep)| keep)
     }
 
     /// Lets go of traces whose request never ended.
@@ -283,6 +300,29 @@ mod tests {
         keep.on_end(span(refused, "late release", Some(1), None, false));
         assert_eq!(handed.take(), ["late release"]);
         assert!(keep.state.lock().unwrap().waiting.is_empty(), "nothing left waiting");
+    }
+
+    #[test]
+    fn fates_are_remembered_in_slots_a_newer_trace_can_take() {
+        let keep = KeepFailures::new(Handed::default(), 0.0);
+        let first = trace(0.5, 1);
+        let mut state = keep.state.lock().unwrap();
+        state.remember(first, true);
+        for n in 2..200 {
+            state.remember(trace(0.25 + f64::from(n) / 1000.0, n), false);
+        }
+        assert_eq!(state.fate(first), Some(true), "other slots leave it alone");
+        assert_eq!(state.fate(trace(0.5, 2)), None, "a trace never decided has no fate");
+        // The same slot: the newer trace's fate replaces it.
+        let rival = TraceId::from_bytes({
+            let mut b = first.to_bytes();
+            b[0] ^= 0x40;
+            b[8] ^= 0x40;
+            b
+        });
+        assert_eq!(slot(rival), slot(first));
+        state.remember(rival, false);
+        assert_eq!((state.fate(first), state.fate(rival)), (None, Some(false)));
     }
 
     #[test]

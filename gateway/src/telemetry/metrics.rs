@@ -8,11 +8,11 @@
 //! The instruments bind to the meter provider installed when they are first used, which
 //! `telemetry::init` does before anything serves; until then (and in unit tests) they are no-ops.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::{KeyValue, StringValue};
 
 /// The label value for a tenant, resource or operation the gateway does not know.
 pub const UNKNOWN: &str = "unknown";
@@ -112,9 +112,16 @@ impl Metrics {
     }
 
     /// One answered request. `status` is the HTTP status sent.
-    pub fn request(&self, tenant: &str, resource: &'static str, operation: &'static str, status: u16, took: Duration) {
+    pub fn request(
+        &self,
+        tenant: StringValue,
+        resource: &'static str,
+        operation: &'static str,
+        status: u16,
+        took: Duration,
+    ) {
         let labels = [
-            KeyValue::new("tenant", tenant.to_owned()),
+            KeyValue::new("tenant", tenant),
             KeyValue::new("resource", resource),
             KeyValue::new("operation", operation),
             KeyValue::new("status", i64::from(status)),
@@ -123,8 +130,8 @@ impl Metrics {
     }
 
     /// One attempt of an app call (`call` as the mapping names it), answered or not.
-    pub fn backend_attempt(&self, app: &str, call: &'static str, took: Duration, error: Option<&'static str>) {
-        let labels = [KeyValue::new("app", app.to_owned()), KeyValue::new("call", call)];
+    pub fn backend_attempt(&self, app: &Arc<str>, call: &'static str, took: Duration, error: Option<&'static str>) {
+        let labels = [KeyValue::new("app", Arc::clone(app)), KeyValue::new("call", call)];
         self.backend_duration.record(took.as_secs_f64(), &labels);
         if let Some(error) = error {
             self.backend_error(app, call, error);
@@ -132,14 +139,15 @@ impl Metrics {
     }
 
     /// An app call that failed without an attempt finishing (`throttled`: refused by the limit).
-    pub fn backend_error(&self, app: &str, call: &'static str, error: &'static str) {
-        let labels = [KeyValue::new("app", app.to_owned()), KeyValue::new("call", call), KeyValue::new("error", error)];
+    pub fn backend_error(&self, app: &Arc<str>, call: &'static str, error: &'static str) {
+        let labels =
+            [KeyValue::new("app", Arc::clone(app)), KeyValue::new("call", call), KeyValue::new("error", error)];
         self.backend_errors.add(1, &labels);
     }
 
     /// A wait for a turn under an app's outbound limit that ended with the turn.
-    pub fn outbound_wait(&self, app: &str, waited: Duration) {
-        self.outbound_wait.record(waited.as_secs_f64(), &[KeyValue::new("app", app.to_owned())]);
+    pub fn outbound_wait(&self, app: &Arc<str>, waited: Duration) {
+        self.outbound_wait.record(waited.as_secs_f64(), &[KeyValue::new("app", Arc::clone(app))]);
     }
 
     /// A request refused by an inbound limit; `reason` names the limit.

@@ -50,6 +50,8 @@ pub fn validate_id(id: &str) -> Result<(), String> {
 #[derive(Debug)]
 pub struct Tenant {
     pub id: String,
+    /// `id` as shared text, for metric labels and span attributes: each takes a reference.
+    pub label: Arc<str>,
     pub mapping: Arc<Mapping>,
     pub backend: Backend,
     /// `credentials.*` for templates.
@@ -336,6 +338,7 @@ fn build_tenant(
         (Some(mapping), Some(backend), Some(auth)) if problems.is_empty() => Ok((
             Tenant {
                 id: file.id.clone(),
+                label: Arc::from(file.id.as_str()),
                 mapping,
                 backend,
                 credentials,
