@@ -9,6 +9,7 @@
 //! `telemetry::personal` scope of its tenant's `log_personal_data`, and its [`RequestId`] is in the
 //! request's extensions.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
@@ -103,7 +104,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     // Only a configured tenant becomes a label value: a made-up one in the URL must not.
     let configured = param("tenant").and_then(|id| state.registry.load().get(id).cloned());
     let personal_data = configured.as_ref().is_some_and(|t| t.options.log_personal_data);
-    let tenant: StringValue = configured.map_or(StringValue::from(UNKNOWN), |t| t.label.clone().into());
+    let label = configured.as_ref().map(|t| &t.label);
+    let tenant: StringValue = label.map_or(StringValue::from(UNKNOWN), |l| Arc::clone(l).into());
     let request_id = sane_id(&parts.headers, &REQUEST_ID).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     parts.extensions.insert(RequestId(request_id.clone()));
     let client_request_id = sane_id(&parts.headers, &CLIENT_REQUEST_ID);
@@ -155,7 +157,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         span.fail(|| status.as_str().to_owned().into());
     }
     span.end();
-    metrics::get().request(tenant, kind.resource, kind.operation, status.as_u16(), start.elapsed());
+    metrics::get().request(label, kind.resource, kind.operation, status.as_u16(), start.elapsed());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 
 use opentelemetry::context::FutureExt as _;
@@ -154,7 +154,7 @@ pub fn name(first: &'static str, second: &'static str) -> &'static str {
     // Keyed by where the words are (static text does not move): no text is hashed or compared.
     // Each thread keeps its own copy of the lookups, so no lock word bounces between cores; the
     // shared table makes sure each name is made once.
-    type Names = HashMap<[usize; 4], &'static str, BuildHasherDefault<Addresses>>;
+    type Names = HashMap<[usize; 4], &'static str, BuildHasherDefault<super::Addresses>>;
     static SHARED: LazyLock<Mutex<Names>> = LazyLock::new(Mutex::default);
     thread_local! {
         static LOCAL: RefCell<Names> = RefCell::default();
@@ -166,30 +166,6 @@ pub fn name(first: &'static str, second: &'static str) -> &'static str {
             *shared.entry(key).or_insert_with(|| format!("{first} {second}").leak())
         })
     })
-}
-
-/// A hasher for program addresses, which no client chooses: a multiply per word is enough.
-#[derive(Default)]
-struct Addresses(u64);
-
-impl Hasher for Addresses {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
 }
 
 /// `http.request.method` as the HTTP conventions want it: a method they know, else `_OTHER`
