@@ -131,7 +131,7 @@ impl Metrics {
             tenant.map_or(0, address),
             word(resource),
             word(operation),
-            usize::from(status),
+            u64::from(status),
         ];
         record(&self.request_duration, key, tenant, took, || {
             let tenant = tenant.map_or_else(|| UNKNOWN.into(), |t| opentelemetry::Value::from(Arc::clone(t)));
@@ -203,7 +203,7 @@ impl Metrics {
 
 /// A series of the histograms a request records into, by where its labels are: the instrument,
 /// then static words and shared labels by address, and small numbers as they are.
-type SeriesKey = [usize; 5];
+type SeriesKey = [u64; 5];
 
 /// Series bound on this thread, each with the shared label whose address is in its key: held,
 /// that address cannot be reused for another label while the entry exists.
@@ -238,19 +238,19 @@ fn record(
 }
 
 /// An instrument's place in the key: its address among the process's static instruments.
-fn instrument(histogram: &Histogram<f64>) -> usize {
-    std::ptr::from_ref(histogram) as usize
+fn instrument(histogram: &Histogram<f64>) -> u64 {
+    std::ptr::from_ref(histogram) as usize as u64
 }
 
 /// A shared label's place in the key: where its text is (held by the entry while it exists).
-fn address(label: &Arc<str>) -> usize {
-    Arc::as_ptr(label).cast::<u8>() as usize
+fn address(label: &Arc<str>) -> u64 {
+    Arc::as_ptr(label).cast::<u8>() as usize as u64
 }
 
 /// A static word's place in the key: where its text is and how long, in one word (user-space
 /// addresses fit in 48 bits; a label is far shorter than 64 KiB).
-fn word(text: &'static str) -> usize {
-    text.as_ptr() as usize ^ (text.len() << 48)
+fn word(text: &'static str) -> u64 {
+    text.as_ptr() as usize as u64 ^ ((text.len() as u64) << 48)
 }
 
 /// The metrics as a Prometheus scrape sees them.
