@@ -424,8 +424,8 @@ mod tests {
         let u = |s: &str| reqwest::Url::parse(s).unwrap();
         let origin = "https://app.example:8443";
         assert_eq!(
-            url_full(&u("https://app.example:8443/api/v1/users/7?q=secret#x"), origin),
-            "https://app.example:8443/api/v1/users/7"
+            url_full(&u("https://app.example:8443/v2/people/7?q=secret#x"), origin),
+            "https://app.example:8443/v2/people/7"
         );
         assert_eq!(url_full(&u("https://app.example/a/b"), origin), "https://app.example/a/b");
         assert_eq!(url_full(&u("https://me:pw@app.example:8443/a?b"), origin), "https://app.example:8443/a");
