@@ -5,6 +5,7 @@ side in one run, on loopback.
     python3 bench/run.py                 # release build, 10,000 users, 10 s per run, c=16 and c=64
     python3 bench/run.py --smoke         # a few seconds in all: that the harness works (CI)
     python3 bench/run.py --telemetry     # also OTLP export on vs off, to show what it costs
+                                         # (two gateways side by side, taking turns in bursts)
 
 Each scenario runs with wrk (Debian's package; installed if missing) against the demo app's own
 API ("direct") and against the gateway's SCIM API ("gateway"). For each run it reads, from /proc,
