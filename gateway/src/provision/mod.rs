@@ -126,7 +126,11 @@ impl<'a> Ops<'a> {
     }
 
     fn location(&self, id: &str) -> String {
-        format!("{}/{}/{id}", self.p.base_url(&self.tenant.id), self.kind.endpoint())
+        let mut url = self.p.base_url(&self.tenant.id);
+        for part in ["/", self.kind.endpoint(), "/", id] {
+            url.push_str(part);
+        }
+        url
     }
 
     async fn record(&self, id: &str) -> Result<Record, ScimError> {
@@ -274,7 +278,13 @@ impl<'a> Ops<'a> {
     }
 
     fn written(&self, record: &Record, resource: Value) -> Written {
-        Written { resource, etag: record.etag(), location: self.location(&record.id) }
+        // `resource_of` wrote this very text into `meta.location`: taken from there, not made
+        // again, unless the answer leaves `meta` out.
+        let location = match resource.pointer("/meta/location") {
+            Some(Value::String(l)) => l.clone(),
+            _ => self.location(&record.id),
+        };
+        Written { resource, etag: record.etag(), location }
     }
 
     /// Whether a response projected with these parameters shows `members`.
