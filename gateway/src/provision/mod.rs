@@ -280,7 +280,7 @@ impl<'a> Ops<'a> {
     fn written(&self, record: &Record, resource: Value) -> Written {
         // `resource_of` wrote this very text into `meta.location`: taken from there, not made
         // again, unless the answer leaves `meta` out.
-        let location = match resource.pointer("/meta/location") {
+        let location = match resource.get("meta").and_then(|m| m.get("location")) {
             Some(Value::String(l)) => l.clone(),
             _ => self.location(&record.id),
         };
