@@ -14,7 +14,7 @@ use opentelemetry::KeyValue;
 use super::{LockToken, Record, Store, StoreFuture};
 use crate::mapping::ResourceKind;
 use crate::telemetry::metrics;
-use crate::telemetry::trace::{Kind, Span};
+use crate::telemetry::trace::{self, Kind, Span};
 
 /// The store `inner`, observed.
 pub struct Instrumented {
@@ -53,7 +53,7 @@ impl Instrumented {
         let span_kind = if store == "redis" { Kind::Client } else { Kind::Internal };
         let span = Span::child(
             span_kind,
-            || format!("store {operation}").into(),
+            || trace::name("store", operation).into(),
             || vec![KeyValue::new("store.kind", store), KeyValue::new("store.operation", operation)],
         );
         let result = call.await;
