@@ -241,8 +241,9 @@ def main():
     ap.add_argument("--telemetry", action="store_true", help="also run the gateway exporting OTLP to a local sink")
     ap.add_argument("--sampler", type=float, metavar="RATIO",
                     help="with --telemetry: sample this share of traces (parentbased_traceidratio); default: all")
-    ap.add_argument("--trace-successes", type=float, metavar="RATIO",
-                    help="with --telemetry: the gateway exports every failed request's trace and this share of the rest")
+    ap.add_argument("--trace-reads", type=float, metavar="RATIO",
+                    help="with --telemetry: the gateway exports every failed request's and change's trace and this "
+                         "share of the reads' (default: the gateway's, 0.1; 1 exports every trace)")
     ap.add_argument("--rounds", type=int, default=10,
                     help="with --telemetry: bursts per scenario on each gateway, taking turns (default 10)")
     ap.add_argument("--burst", type=int, default=2, help="with --telemetry: seconds per burst (default 2)")
@@ -334,8 +335,8 @@ def telemetry(a, tmp, env, app, plan, gids, results, procs):
     on_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
     if a.sampler is not None:
         on_env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(a.sampler))
-    if a.trace_successes is not None:
-        on_env.update(SCIMBRIDGE_TRACE_SUCCESSES=str(a.trace_successes))
+    if a.trace_reads is not None:
+        on_env.update(SCIMBRIDGE_TRACE_READS=str(a.trace_reads))
     gws, logs = {}, {}
     for mode in MODES:
         # Each starts from a copy of the first gateway's state: the same SCIM ids for the same objects.
@@ -454,9 +455,9 @@ def report(a, results, idle_mib, peak_mib):
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
     summary = (f"scimbridge bench: {a.users} users, {a.seconds} s per run, wrk on loopback; {os.cpu_count()} CPUs ({cpu}); "
                f"gateway idle RSS {idle_mib:.1f} MiB, peak {peak_mib:.1f} MiB"
-               + (f"; OTLP traces sampled at {a.sampler}" if a.telemetry and a.sampler is not None else "")
-               + (f"; traces of successful requests exported: {a.trace_successes}" if a.telemetry and a.trace_successes is not None else "")
-               + ("; OTLP traces: all exported" if a.telemetry and a.sampler is None and a.trace_successes is None else ""))
+               + (f"; OTLP traces: failures, changes and {0.1 if a.trace_reads is None else a.trace_reads:g} of reads"
+                  if a.telemetry else "")
+               + (f"; head sampler {a.sampler:g}" if a.telemetry and a.sampler is not None else ""))
     table = "\n".join([summary, "", *lines])
     print(table)
     out = pathlib.Path(a.out)

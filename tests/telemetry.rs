@@ -460,40 +460,53 @@ fn st(v: &str) -> Value {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-/// With `--trace-successes 0`, only failed requests are traced, each with all its spans: the 409,
-/// 404, 503 and 401s of the sequence arrive, its successes do not, but for the one whose caller
-/// sent a sampled `traceparent`.
+/// With `--trace-reads 0`, only failed requests and changes are traced, each with all its spans:
+/// the 409, 404, 503 and 401s of the sequence arrive, and its create and patch (their audit
+/// records name their traces); its successful reads do not, but for the one whose caller sent a
+/// sampled `traceparent`.
 #[tokio::test(flavor = "multi_thread")]
-async fn only_failed_requests_are_traced_when_no_success_is_asked_for() {
+async fn only_failures_and_changes_are_traced_when_no_read_is_asked_for() {
     let (endpoint, received) = http_receiver().await;
     let data = common::temp_dir("telemetry-failures");
     let mut gw = Gateway::serve_with(
         &config(),
         &data,
         DemoApp::start(),
-        &["--trace-successes", "0"],
+        &["--trace-reads", "0"],
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "60000")],
         reqwest::Client::new(),
     );
     run_sequence(&gw, "carol@example.com").await;
     stop(&mut gw);
     let spans = spans(&received);
-    let mut statuses: Vec<i64> = spans
+    let requests: Vec<(&str, i64)> = spans
         .iter()
         .filter(|s| s.kind == SpanKind::Server)
-        .map(|s| s.attr("http.response.status_code").as_i64().unwrap_or(0))
+        .map(|s| (s.name.as_str(), s.attr("http.response.status_code").as_i64().unwrap_or(0)))
         .collect();
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 401, 401, 404, 409, 503], "the failed requests, and the one a caller traced");
+    let mut failed: Vec<i64> = requests.iter().map(|(_, status)| *status).filter(|s| *s >= 400).collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [401, 401, 404, 409, 503], "the failed requests: {requests:?}");
+    let mut succeeded: Vec<&str> = requests.iter().filter(|(_, s)| *s < 400).map(|(name, _)| *name).collect();
+    succeeded.sort_unstable();
+    assert_eq!(
+        succeeded,
+        ["SCIM create Users", "SCIM get Users", "SCIM patch Users"],
+        "the changes and the one read a caller traced: {requests:?}"
+    );
     let traced = spans
         .iter()
-        .find(|s| s.kind == SpanKind::Server && s.attr("http.response.status_code") == &json!(200))
+        .find(|s| {
+            s.kind == SpanKind::Server
+                && s.name == "SCIM get Users"
+                && s.attr("http.response.status_code") == &json!(200)
+        })
         .expect("the traced get");
     assert_eq!((traced.trace_id.as_str(), traced.parent.as_str()), (TRACE_ID, PARENT_ID));
     let server_ids: Vec<&str> =
         spans.iter().filter(|s| s.kind == SpanKind::Server).map(|s| s.span_id.as_str()).collect();
     for s in spans.iter().filter(|s| s.kind != SpanKind::Server) {
-        assert!(server_ids.contains(&s.parent.as_str()), "every span belongs to a failed request: {s:?}");
+        assert!(server_ids.contains(&s.parent.as_str()), "every span belongs to a request that was exported: {s:?}");
     }
     let dup = spans.iter().find(|s| s.attr("http.response.status_code") == &json!(409) && s.kind == SpanKind::Server);
     let dup = dup.expect("the 409");
@@ -515,7 +528,8 @@ async fn http_protobuf_traces_and_metrics() {
         &config,
         &data,
         DemoApp::start(),
-        &["--admin-listen", "127.0.0.1:0", "--otlp-header", "x-flag=from-flag"],
+        // Every trace: the spans of successful requests are asserted on too.
+        &["--admin-listen", "127.0.0.1:0", "--otlp-header", "x-flag=from-flag", "--trace-reads", "1"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-123"),
@@ -808,7 +822,16 @@ async fn grpc_traces_and_metrics() {
         &config,
         &data,
         DemoApp::start(),
-        &["--otlp-endpoint", &endpoint, "--otlp-protocol", "grpc", "--otlp-header", "x-flag=grpc"],
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            "grpc",
+            "--otlp-header",
+            "x-flag=grpc",
+            "--trace-reads",
+            "1",
+        ],
         &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_METRIC_EXPORT_INTERVAL", "300")],
         reqwest::Client::new(),
     );
@@ -1059,6 +1082,9 @@ async fn lifecycle(personal: bool) -> Outputs {
             audit_path.to_str().unwrap(),
             "--otlp-header",
             &format!("x-api-key={otlp_key}"),
+            // Every span is searched for secrets, the successful requests' too.
+            "--trace-reads",
+            "1",
         ],
         &[
             ("RUST_LOG", "debug"),

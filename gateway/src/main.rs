@@ -215,10 +215,12 @@ struct TelemetryArgs {
     #[arg(long = "otlp-header", env = "SCIMBRIDGE_OTLP_HEADERS", value_delimiter = ',', hide_env_values = true,
           value_parser = parse_header)]
     otlp_headers: Vec<(String, String)>,
-    /// Share of successful requests whose traces are exported, 0 to 1; a failed request (an
-    /// error or a 4xx/5xx answer anywhere in it) is always traced. Default: all.
-    #[arg(long, env = "SCIMBRIDGE_TRACE_SUCCESSES", value_parser = parse_share)]
-    trace_successes: Option<f64>,
+    /// Share of successful reads (get, list, search) whose traces are exported, 0 to 1; a failed
+    /// request (an error or a 4xx/5xx answer anywhere in it) and a change are always traced; 1
+    /// exports every trace.
+    #[arg(long, env = "SCIMBRIDGE_TRACE_READS", value_parser = parse_share,
+          default_value_t = telemetry::DEFAULT_TRACE_READS)]
+    trace_reads: f64,
 }
 
 impl TelemetryArgs {
@@ -230,7 +232,7 @@ impl TelemetryArgs {
                 headers: self.otlp_headers.clone(),
             },
             prometheus: self.admin_listen.is_some(),
-            trace_successes: self.trace_successes,
+            trace_reads: self.trace_reads,
         }
     }
 }

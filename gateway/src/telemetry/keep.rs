@@ -1,11 +1,12 @@
-//! Which finished spans are exported when only a share of successful requests should be
-//! (`--trace-successes`): every span of a request that failed, and the traces a ratio picks among
-//! the rest. A trace's fate is known only when its request's server span ends, after its app and
-//! store calls, so their spans wait here until then.
+//! Which finished spans are exported when only a share of successful reads should be
+//! (`--trace-reads`): every span of a request that failed or changed something, and the traces a
+//! ratio picks among the other reads. A trace's fate is known only when its request's server span
+//! ends, after its app and store calls, so their spans wait here until then.
 //!
 //! A request failed when any of its spans has an error status or answered 4xx/5xx: a refused
-//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio. So
-//! does a request whose caller sent a sampled `traceparent` (the head sampler, parent-based by
+//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio. A
+//! change (create, replace, patch, delete, bulk) keeps it too: its audit record names the trace.
+//! So does a request whose caller sent a sampled `traceparent` (the head sampler, parent-based by
 //! default, drops the others before they get here): the caller's trace stays whole.
 //! The ratio looks at the trace id (as the standard `traceidratio` sampler does), so a picked
 //! trace skips the waiting and every span of it is picked alike.
@@ -69,10 +70,11 @@ struct Waiting {
 }
 
 impl<P: SpanProcessor> KeepFailures<P> {
-    /// Hands `inner` the spans of failed requests and a `successes` share (0 to 1) of the others.
-    pub fn new(inner: P, successes: f64) -> Self {
+    /// Hands `inner` the spans of failed requests and changes, and a `reads` share (0 to 1) of
+    /// the other requests'.
+    pub fn new(inner: P, reads: f64) -> Self {
         // 2^63 scaled, as the SDK's ratio sampler: exact at 0 and at 1.
-        let threshold = (successes.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+        let threshold = (reads.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
         let state = State { waiting: HashMap::new(), decided: vec![None; REMEMBERED].into(), ended: 0 };
         Self { inner, threshold, state: Mutex::new(state) }
     }
@@ -97,9 +99,10 @@ impl<P: SpanProcessor> KeepFailures<P> {
         if root {
             // A caller that sent a sampled `traceparent` asked for this trace: it is theirs too.
             let asked = span.parent_span_is_remote;
+            let kept = failed || asked || changed(&span);
             let (mut spans, keep) = match state.waiting.remove(&id) {
-                Some(w) => (w.spans, w.failed || failed || asked),
-                None => (Vec::new(), failed || asked),
+                Some(w) => (w.spans, w.failed || kept),
+                None => (Vec::new(), kept),
             };
             state.remember(id, keep);
             if !keep {
@@ -147,6 +150,16 @@ impl State {
         let now = SystemTime::now();
         self.waiting.retain(|_, w| now.duration_since(w.since).map_or(true, |age| age < STALE));
     }
+}
+
+/// The `scim.operation`s (`server::observe`) that may change what the app or the store holds.
+const CHANGES: [&str; 5] = ["create", "replace", "patch", "delete", "bulk"];
+
+/// A request span whose operation is a change.
+fn changed(span: &SpanData) -> bool {
+    span.attributes.iter().any(|kv| {
+        kv.key.as_str() == "scim.operation" && matches!(&kv.value, Value::String(op) if CHANGES.contains(&op.as_str()))
+    })
 }
 
 /// An error status, or an HTTP answer of 400 or above.
@@ -257,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_requests_keep_every_span_and_a_share_of_the_rest_is_picked() {
+    fn failures_and_changes_keep_every_span_and_a_share_of_reads_is_picked() {
         let handed = Handed::default();
         let keep = KeepFailures::new(handed.clone(), 0.25);
 
@@ -289,6 +302,19 @@ mod tests {
             ..span(theirs, "their request", Some(9), Some(200), false)
         });
         assert_eq!(handed.take(), ["their call", "their request"]);
+
+        // Not picked, a successful change: kept, as its audit record names the trace.
+        let change = trace(0.8, 6);
+        keep.on_end(span(change, "create call", Some(1), Some(201), false));
+        let mut request = span(change, "create request", None, Some(201), false);
+        request.attributes.push(KeyValue::new("scim.operation", "create"));
+        keep.on_end(request);
+        assert_eq!(handed.take(), ["create call", "create request"]);
+        let read = trace(0.8, 7);
+        let mut request = span(read, "list request", None, Some(200), false);
+        request.attributes.push(KeyValue::new("scim.operation", "list"));
+        keep.on_end(request);
+        assert!(handed.take().is_empty(), "a read is not a change");
 
         // Picked by the ratio: straight through, nothing waits.
         let picked = trace(0.1, 4);

@@ -71,16 +71,29 @@ pub enum LogFormat {
     Text,
 }
 
+/// The share of successful reads whose traces are exported unless `--trace-reads` says
+/// otherwise. Failed requests and changes are always traced: a failure is what an operator looks
+/// for when Entra reports a failed step, and a change's audit record names its trace. Exporting
+/// every read cost 13–20% of read throughput on the 2-core benchmark machine (bench/README.md,
+/// "Telemetry cost").
+pub const DEFAULT_TRACE_READS: f64 = 0.1;
+
 /// What to export besides logs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// OTLP export; it runs only for signals that have an endpoint (see [`OtlpConfig`]).
     pub otlp: OtlpConfig,
     /// Keep metrics for a Prometheus scrape (the admin listener's `/metrics`).
     pub prometheus: bool,
-    /// The share (0 to 1) of successful requests whose traces are exported; failed requests'
-    /// always are (see [`keep`]). `None`: every trace the sampler samples.
-    pub trace_successes: Option<f64>,
+    /// The share (0 to 1) of successful reads whose traces are exported; failed requests' and
+    /// changes' always are (see [`keep`]). 1: every trace the sampler samples.
+    pub trace_reads: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { otlp: OtlpConfig::default(), prometheus: false, trace_reads: DEFAULT_TRACE_READS }
+    }
 }
 
 /// Why telemetry could not start.
@@ -148,9 +161,10 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
         Some(signal) => {
             let batch = BatchSpanProcessor::builder(otlp::span_exporter(signal)?).build();
             let builder = SdkTracerProvider::builder().with_resource(resource.clone());
-            let builder = match config.trace_successes {
-                Some(share) if share < 1.0 => builder.with_span_processor(keep::KeepFailures::new(batch, share)),
-                _ => builder.with_span_processor(batch),
+            let builder = if config.trace_reads < 1.0 {
+                builder.with_span_processor(keep::KeepFailures::new(batch, config.trace_reads))
+            } else {
+                builder.with_span_processor(batch)
             };
             Some(builder.build())
         }
