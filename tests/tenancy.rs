@@ -114,6 +114,40 @@ async fn a_restart_loses_nothing() {
     assert_eq!(g.body["members"][0]["value"], uid.as_str(), "{:?}", g.body);
 }
 
+/// Writes made at once share their syncs to disk (group commit), yet each is answered only once it
+/// is on disk: after a SIGKILL right after the last answer, every created user is still known by
+/// its id and by its name (the app keeps running, so a lost mapping would show as a 404 or as a
+/// second user on a retried create).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_answered_survive_a_kill() {
+    const N: usize = 24;
+    let config = two_tenant_config();
+    let data = temp_dir("data");
+    let gw = std::sync::Arc::new(Gateway::serve(&config, &data, DemoApp::start()));
+    let mut creates = tokio::task::JoinSet::new();
+    for n in 0..N {
+        let gw = gw.clone();
+        creates.spawn(async move { (n, gw.entra_create_user(&format!("burst{n}@example.com")).await) });
+    }
+    let mut ids = Vec::new();
+    while let Some(done) = creates.join_next().await {
+        let (n, created) = done.expect("create");
+        created.expect(201, "create");
+        ids.push((n, created.id()));
+    }
+    let mut gw = std::sync::Arc::into_inner(gw).expect("the only reference left");
+    let app = gw.app.take().expect("app");
+    gw.proc.kill();
+    drop(gw);
+    let gw = Gateway::serve(&config, &data, app);
+    assert_eq!(ids.len(), N);
+    for (n, id) in ids {
+        gw.get(&format!("/Users/{id}")).await.expect(200, "a user answered before the kill");
+        let again = gw.entra_create_user(&format!("burst{n}@example.com")).await;
+        again.expect_error(409, Some("uniqueness"), "its name is still taken");
+    }
+}
+
 #[test]
 fn check_and_serve_refuse_a_broken_file_and_name_it() {
     let config = two_tenant_config();

@@ -3,16 +3,24 @@
 //! redb is synchronous, so every operation runs on tokio's blocking pool, never on a runtime thread,
 //! except reads the [`RecordCache`] answers from memory. Writes hold `writer` from the start of
 //! their transaction until the cache has their result, so the cache sees writes in commit order.
+//!
+//! Group commit: while other writes wait in the queue behind it, a write commits without syncing
+//! to disk (`Durability::None`) and waits, off the queue, for a later commit that syncs; the last
+//! write of a group (none queued behind it, or [`MAX_GROUP`] unsynced) syncs, which makes every
+//! commit before it durable too. Every write is answered only once it is on disk, as before; under
+//! load the disk syncs once per group, not once per write. A write whose follower never came (it
+//! was cancelled in the queue) starts a sync of its own after [`FALLBACK_SYNC`].
 //! Keys are `tenant \x1f kind \x1f id`; tenant ids cannot contain `\x1f` (they are validated), so no
 //! tenant's key range overlaps another's.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::cache::RecordCache;
@@ -28,6 +36,11 @@ const BY_STORED: TableDefinition<&str, &str> = TableDefinition::new("by_stored")
 /// redb's default (1 GiB) would let the process grow with the file. 4 MiB against 16 cost writes
 /// nothing measurable and 15 MiB of peak RSS (bench/README.md).
 const PAGE_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most writes committed without a sync: the last of them syncs though more wait.
+const MAX_GROUP: u64 = 32;
+/// How long a write waits for a follower's sync before it starts one.
+const FALLBACK_SYNC: Duration = Duration::from_millis(20);
 
 /// The record cache's default size: about 25,000 records.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -50,6 +63,43 @@ struct Db {
     /// time, and 64 writes each parked on a blocking thread cost 64 threads' stacks and allocator
     /// caches (peak RSS, bench/README.md) for no more throughput.
     queue: tokio::sync::Semaphore,
+    /// Writes waiting in `queue`: a write with none behind it syncs.
+    queued: AtomicU64,
+    /// The number of the last write committed (not yet synced, perhaps); set under `writer`.
+    committed: AtomicU64,
+    /// Whether a fallback sync runs now.
+    syncing: AtomicBool,
+    /// Commits that synced, in all.
+    syncs: AtomicU64,
+    /// What the syncs achieved: writes wait here for theirs.
+    synced: watch::Sender<Synced>,
+}
+
+/// One write waiting in the queue, counted in `Db::queued` while it waits (and not after, if it
+/// is cancelled).
+struct Queued<'a>(&'a AtomicU64);
+
+impl<'a> Queued<'a> {
+    fn join(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The syncs' progress, in write numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// Every write up to this one is on disk.
+    durable: u64,
+    /// A sync that should have covered the writes up to this one failed: whether they reached the
+    /// disk is unknown.
+    failed: u64,
 }
 
 /// What a write transaction's body did.
@@ -60,17 +110,27 @@ enum Outcome<T> {
     Unchanged(T),
 }
 
+/// A write's result and the number of the commit that must be on disk before it is answered.
+type Committed<T> = (T, u64);
+
 impl Db {
     /// Runs `f` in a write transaction and, once it committed what `f` wrote, its cache changes.
+    /// Without `sync` the commit is not on disk until a later one syncs (see the module
+    /// documentation).
     fn write<T>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<Outcome<T>, StoreError>,
         cached: impl FnOnce(&T, &super::cache::Writes<'_>),
-    ) -> Result<T, StoreError> {
+        sync: bool,
+    ) -> Result<Committed<T>, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = self.redb.begin_write().map_err(unavailable)?;
+        let mut tx = self.redb.begin_write().map_err(unavailable)?;
+        if !sync {
+            tx.set_durability(redb::Durability::None).map_err(unavailable)?;
+        }
         let out = match f(&tx)? {
-            Outcome::Unchanged(out) => return Ok(out),
+            // What it read may be a commit not yet synced: it waits for that one.
+            Outcome::Unchanged(out) => return Ok((out, self.committed.load(Ordering::Acquire))),
             Outcome::Wrote(out) => out,
         };
         if let Err(e) = tx.commit() {
@@ -79,7 +139,40 @@ impl Db {
             return Err(unavailable(e));
         }
         self.cache.written(|w| cached(&out, w));
-        Ok(out)
+        let seq = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
+        if sync {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            self.synced.send_modify(|s| s.durable = s.durable.max(seq));
+        }
+        Ok((out, seq))
+    }
+
+    /// Whether the next write should sync: nothing queued behind it, or a group's worth unsynced.
+    fn next_syncs(&self) -> bool {
+        let unsynced = self.committed.load(Ordering::Acquire).saturating_sub(self.synced.borrow().durable);
+        self.queued.load(Ordering::Acquire) == 0 || unsynced + 1 >= MAX_GROUP
+    }
+
+    /// Makes every write committed so far durable (an empty commit that syncs), then tells the
+    /// writes waiting for it. Runs on the blocking pool, one at a time (`syncing`).
+    fn sync(&self) {
+        // Every write up to `target` finished its commit before this transaction begins.
+        let target = self.committed.load(Ordering::Acquire);
+        let done = match self.redb.begin_write() {
+            Ok(tx) => tx.commit().map_err(unavailable),
+            Err(e) => Err(unavailable(e)),
+        };
+        self.syncing.store(false, Ordering::Release);
+        self.synced.send_modify(|s| match done {
+            Ok(()) => {
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                s.durable = s.durable.max(target);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store: syncing to disk failed");
+                s.failed = s.failed.max(target);
+            }
+        });
     }
 }
 
@@ -140,6 +233,11 @@ impl RedbStore {
             cache: RecordCache::new(cache_bytes),
             writer: std::sync::Mutex::new(()),
             queue: tokio::sync::Semaphore::new(1),
+            queued: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            synced: watch::Sender::new(Synced::default()),
         };
         Ok(Self { db: Arc::new(db), locks: Arc::default() })
     }
@@ -155,15 +253,48 @@ impl RedbStore {
         })
     }
 
-    /// Runs the write `f` on the blocking pool, once the writes queued before it are done.
+    /// Runs the write `f` on the blocking pool, once the writes queued before it are done, and
+    /// answers once it is on disk. `f` is told whether its commit is to sync.
     fn blocking_write<'a, T: Send + 'static>(
         &'a self,
-        f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Db, bool) -> Result<Committed<T>, StoreError> + Send + 'static,
     ) -> StoreFuture<'a, T> {
         Box::pin(async move {
-            let _turn = self.db.queue.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            self.blocking(f).await
+            let turn = {
+                let _queued = Queued::join(&self.db.queued);
+                self.db.queue.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+            };
+            let sync = self.db.next_syncs();
+            let (out, seq) = self.blocking(move |db| f(db, sync)).await?;
+            // The next write may commit while this one waits for the disk.
+            drop(turn);
+            self.durable(seq).await?;
+            Ok(out)
         })
+    }
+
+    /// Waits until write number `seq` is on disk: synced by a later write, or after
+    /// [`FALLBACK_SYNC`] by a sync of its own.
+    async fn durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut synced = self.db.synced.subscribe();
+        loop {
+            let now = *synced.borrow_and_update();
+            if now.durable >= seq {
+                return Ok(());
+            }
+            if now.failed >= seq {
+                return Err(StoreError::Unavailable("syncing to disk failed".into()));
+            }
+            match tokio::time::timeout(FALLBACK_SYNC, synced.changed()).await {
+                Ok(changed) => changed.map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                Err(_) if !self.db.syncing.swap(true, Ordering::AcqRel) => {
+                    // Detached: a cancelled request must not stop the sync others wait for.
+                    let db = self.db.clone();
+                    tokio::task::spawn_blocking(move || db.sync());
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Runs `f` on the blocking pool and caches the records it found (see [`RecordCache::fill`]).
@@ -475,7 +606,8 @@ impl Store for RedbStore {
                 }
             }
             if out.iter().all(Option::is_some) {
-                return Ok(out.into_iter().flatten().collect());
+                // Read, not written: like every read, not held back for the disk.
+                return Ok((out.into_iter().flatten().collect(), 0));
             }
             let write = |tx: &redb::WriteTransaction| {
                 let mut result = Vec::with_capacity(app_ids.len());
@@ -519,14 +651,20 @@ impl Store for RedbStore {
                     w.set(&key(&tenant, kind, &r.id), key(&tenant, kind, &r.app_id), r);
                 }
             };
-            db.write(write, cache_new).map(|(result, _)| result)
+            // Rare (a list naming objects never seen): it syncs, as a write alone would.
+            db.write(write, cache_new, true).map(|((result, _), seq)| (result, seq))
         };
-        self.read(tenant, kind, adopt, Vec::as_slice)
+        let adopted = self.read(tenant, kind, adopt, |(records, _)| records.as_slice());
+        Box::pin(async move {
+            let (records, seq) = adopted.await?;
+            self.durable(seq).await?;
+            Ok(records)
+        })
     }
 
     fn put<'a>(&'a self, tenant: &'a str, kind: ResourceKind, record: Record) -> StoreFuture<'a, Option<Record>> {
         let tenant = tenant.to_owned();
-        self.blocking_write(move |db| {
+        self.blocking_write(move |db, sync| {
             let write = |tx: &redb::WriteTransaction| {
                 let (previous, holder) = {
                     let records = tx.open_table(RECORDS).map_err(unavailable)?;
@@ -557,14 +695,14 @@ impl Store for RedbStore {
             let cache = |_: &Option<Record>, w: &super::cache::Writes<'_>| {
                 w.set(&key(&tenant, kind, &record.id), key(&tenant, kind, &record.app_id), &record);
             };
-            db.write(write, cache)
+            db.write(write, cache, sync)
         })
     }
 
     fn delete<'a>(&'a self, tenant: &'a str, kind: ResourceKind, id: &'a str) -> StoreFuture<'a, ()> {
         let rkey = key(tenant, kind, id);
         let tenant = tenant.to_owned();
-        self.blocking_write(move |db| {
+        self.blocking_write(move |db, sync| {
             let write = |tx: &redb::WriteTransaction| {
                 let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
                 let prev = records.remove(rkey.as_str()).map_err(unavailable)?.map(|g| decode(g.value()));
@@ -582,7 +720,7 @@ impl Store for RedbStore {
                 }
                 Ok(Outcome::Wrote(()))
             };
-            db.write(write, |(), w| w.remove(&rkey))
+            db.write(write, |(), w| w.remove(&rkey), sync)
         })
     }
 
@@ -781,6 +919,60 @@ mod tests {
         let s = RedbStore::open(&path, DEFAULT_CACHE_BYTES).unwrap();
         assert_eq!(s.get("t", ResourceKind::Group, "g").await.unwrap().unwrap().app_id, "501");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn group_record(n: usize) -> Record {
+        Record {
+            id: format!("u{n}"),
+            app_id: format!("{n}"),
+            external_id: None,
+            created: "2026-01-01T00:00:00Z".into(),
+            last_modified: "2026-01-01T00:00:00Z".into(),
+            version: 1,
+            stored: Default::default(),
+        }
+    }
+
+    /// Writes behind one another commit unsynced and the last of them syncs for all: the disk
+    /// syncs fewer times than it is written, and nothing is left unsynced. (That a write is
+    /// answered only once synced, tests/tenancy.rs checks by killing the gateway.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_syncs() {
+        let dir = std::env::temp_dir().join(format!("scimbridge-store-{}", uuid::Uuid::new_v4()));
+        let s = RedbStore::open(&dir.join("state.redb"), DEFAULT_CACHE_BYTES).unwrap();
+        let writes: Vec<_> = (0..64)
+            .map(|n| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.put("t", ResourceKind::User, group_record(n)).await.unwrap();
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap();
+        }
+        assert_eq!(s.db.committed.load(Ordering::Acquire), 64);
+        assert_eq!(s.db.synced.borrow().durable, 64, "the last write synced");
+        let syncs = s.db.syncs.load(Ordering::Relaxed);
+        assert!(syncs < 64, "{syncs} syncs for 64 writes");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A write committed unsynced whose follower never comes is synced by itself.
+    #[tokio::test]
+    async fn an_unsynced_write_with_no_follower_syncs_by_itself() {
+        let s = RedbStore::in_memory().unwrap();
+        let rec = group_record(1);
+        let (_, seq) =
+            s.db.write(
+                |tx| write_record(tx, "t", ResourceKind::User, &rec, None).map(|()| Outcome::Wrote(())),
+                |_, _| {},
+                false,
+            )
+            .unwrap();
+        assert_eq!(s.db.synced.borrow().durable, 0, "not synced yet");
+        tokio::time::timeout(Duration::from_secs(5), s.durable(seq)).await.expect("synced").unwrap();
+        assert!(s.db.synced.borrow().durable >= seq);
     }
 
     const LONG: Duration = Duration::from_secs(10);
