@@ -64,7 +64,9 @@ fn render(
 /// Sends a rendered request; any HTTP answer is returned, transport failures are SCIM errors.
 async fn send_request(tenant: &Tenant, req: &AppRequest, what: &str) -> Result<AppResponse, ScimError> {
     tracing::debug!(tenant = %tenant.id, method = %req.method, target = %personal(call_target(tenant, req)), "app call");
-    tenant.backend.send(req).await.map_err(|e| transport_error(&e, what))
+    // Boxed: an app call's future (retries, limit wait, the HTTP exchange) is large, and the
+    // futures of the operations around it would each hold, and copy, all of it.
+    Box::pin(tenant.backend.send(req)).await.map_err(|e| transport_error(&e, what))
 }
 
 /// A call's path and query (unencoded) for the log: personal data, as paths and searches name
