@@ -10,6 +10,7 @@
 //! commit before it durable too. Every write is answered only once it is on disk, as before; under
 //! load the disk syncs once per group, not once per write. A write whose follower never came (it
 //! was cancelled in the queue) starts a sync of its own after [`FALLBACK_SYNC`].
+//!
 //! Keys are `tenant \x1f kind \x1f id`; tenant ids cannot contain `\x1f` (they are validated), so no
 //! tenant's key range overlaps another's.
 
