@@ -17,7 +17,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, Counter, Histogram, Meter};
 
-use super::Addresses;
+use super::{Addresses, word};
 
 /// The label value for a tenant, resource or operation the gateway does not know.
 pub const UNKNOWN: &str = "unknown";
@@ -245,12 +245,6 @@ fn instrument(histogram: &Histogram<f64>) -> u64 {
 /// A shared label's place in the key: where its text is (held by the entry while it exists).
 fn address(label: &Arc<str>) -> u64 {
     Arc::as_ptr(label).cast::<u8>() as usize as u64
-}
-
-/// A static word's place in the key: where its text is and how long, in one word (user-space
-/// addresses fit in 48 bits; a label is far shorter than 64 KiB).
-fn word(text: &'static str) -> u64 {
-    text.as_ptr() as usize as u64 ^ ((text.len() as u64) << 48)
 }
 
 /// The metrics as a Prometheus scrape sees them.

@@ -59,6 +59,13 @@ impl std::hash::Hasher for Addresses {
     }
 }
 
+/// A static word's key for [`Addresses`]-hashed maps: where its text is and how long, in one
+/// word (user-space addresses fit in 48 bits; a label is far shorter than 64 KiB). Static text
+/// does not move, so no text is hashed or compared.
+pub(crate) fn word(text: &'static str) -> u64 {
+    text.as_ptr() as usize as u64 ^ ((text.len() as u64) << 48)
+}
+
 /// The `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name one.
 const SERVICE_NAME: &str = "scimbridge";
 

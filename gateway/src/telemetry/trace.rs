@@ -154,12 +154,12 @@ pub fn name(first: &'static str, second: &'static str) -> &'static str {
     // Keyed by where the words are (static text does not move): no text is hashed or compared.
     // Each thread keeps its own copy of the lookups, so no lock word bounces between cores; the
     // shared table makes sure each name is made once.
-    type Names = HashMap<[usize; 4], &'static str, BuildHasherDefault<super::Addresses>>;
+    type Names = HashMap<[u64; 2], &'static str, BuildHasherDefault<super::Addresses>>;
     static SHARED: LazyLock<Mutex<Names>> = LazyLock::new(Mutex::default);
     thread_local! {
         static LOCAL: RefCell<Names> = RefCell::default();
     }
-    let key = [first.as_ptr() as usize, first.len(), second.as_ptr() as usize, second.len()];
+    let key = [super::word(first), super::word(second)];
     LOCAL.with_borrow_mut(|local| {
         *local.entry(key).or_insert_with(|| {
             let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
