@@ -11,10 +11,12 @@
 //! [`Telemetry::audit_logger`]); log lines stay in the log.
 //! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
 
+pub mod export;
 pub mod keep;
 pub mod metrics;
 pub mod otlp;
 pub mod personal;
+pub mod protobuf;
 pub mod trace;
 
 use opentelemetry::KeyValue;
@@ -23,7 +25,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt;
@@ -166,7 +168,7 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let logs_signal = config.otlp.logs()?;
     let tracer = match &traces {
         Some(signal) => {
-            let batch = BatchSpanProcessor::builder(otlp::span_exporter(signal)?).build();
+            let batch = otlp::span_batch(signal)?;
             let builder = SdkTracerProvider::builder().with_resource(resource.clone());
             let builder = if config.trace_reads < 1.0 {
                 builder.with_span_processor(keep::KeepFailures::new(batch, config.trace_reads))
@@ -180,7 +182,7 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let logger = match &logs_signal {
         Some(signal) => Some(
             SdkLoggerProvider::builder()
-                .with_batch_exporter(otlp::log_exporter(signal)?)
+                .with_log_processor(otlp::log_batch(signal)?)
                 .with_resource(resource.clone())
                 .build(),
         ),

@@ -2,10 +2,12 @@
 //! and the standard `OTEL_*` variables, and the span, metric and log exporters for them, over
 //! HTTP/protobuf or gRPC. The log signal carries the audit trail (`audit`), nothing else.
 //!
-//! HTTP/protobuf exports are sent by a reqwest client (rustls, like every other outbound call) on
-//! the gateway's Tokio runtime: the SDK's batch processors run on their own threads and only wait
-//! for the answer, so no second runtime and no blocking client exist. gRPC goes through tonic,
-//! whose channel also lives on the runtime.
+//! Spans and audit records over HTTP/protobuf go through our own exporters (`export`), which
+//! write the protobuf straight from the SDK's records; metrics over HTTP and every signal over
+//! gRPC use the SDK's exporters. Either way requests are sent on the gateway's Tokio runtime (a
+//! reqwest client with rustls, like every other outbound call, or tonic's channel): the SDK's
+//! batch processors run on their own threads and only wait for the answer, so no second runtime
+//! and no blocking client exist.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,10 +16,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
-use opentelemetry_otlp::{
-    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
+use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::BatchLogProcessor;
+use opentelemetry_sdk::trace::BatchSpanProcessor;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::export::{HttpExport, HttpLogs, HttpSpans};
 
 /// How long one export may take, as the OTLP specification's default.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +63,12 @@ pub enum OtlpError {
     Protocol(String),
     #[error("OTLP header `{0}` is not a valid header name and value")]
     Header(String),
+    #[error("OTLP endpoint from {0} is not an http or https URL")]
+    Endpoint(String),
+    #[error("{0} is not a number of milliseconds")]
+    Timeout(String),
+    #[error("OTLP compression `{0}` is not supported; leave it unset or `none`")]
+    Compression(String),
     #[error("OTLP export needs the Tokio runtime")]
     NoRuntime,
     #[error("OTLP HTTP client: {0}")]
@@ -152,11 +162,89 @@ impl OtlpConfig {
             },
         };
         let endpoint = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(|e| match protocol {
-            Protocol::HttpProtobuf => format!("{}/v1/{}", e.trim_end_matches('/'), kind.name()),
+            Protocol::HttpProtobuf => kind.path(e),
             Protocol::Grpc => e.to_owned(),
         });
         Ok(Some(Signal { kind, protocol, endpoint, headers: self.headers.clone() }))
     }
+}
+
+impl Kind {
+    /// The signal's path under a base URL, as OTLP/HTTP appends it.
+    fn path(self, base: &str) -> String {
+        format!("{}/v1/{}", base.trim().trim_end_matches('/'), self.name())
+    }
+}
+
+/// An OTLP/HTTP export's destination, resolved from the flags and the standard variables as the
+/// SDK's exporter would resolve them.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    url: reqwest::Url,
+    /// The generic variable's headers, the signal's own over them, the flags' over both.
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl Signal {
+    fn target(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, OtlpError> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let (url, from) = match (&self.endpoint, set(&self.kind.var("ENDPOINT")), set("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+            (Some(flag), _, _) => (flag.clone(), "--otlp-endpoint".to_owned()),
+            (None, Some(own), _) => (own.trim().to_owned(), self.kind.var("ENDPOINT")),
+            (None, None, Some(base)) => (self.kind.path(&base), "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned()),
+            (None, None, None) => (self.kind.path("http://localhost:4318"), "the default".to_owned()),
+        };
+        let url = reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or(OtlpError::Endpoint(from))?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for var in ["OTEL_EXPORTER_OTLP_HEADERS".to_owned(), self.kind.var("HEADERS")] {
+            if let Some(list) = set(&var) {
+                for (k, v) in parse_headers(&list).ok_or_else(|| OtlpError::Header(var.clone()))? {
+                    headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&k));
+                    headers.push((k, v));
+                }
+            }
+        }
+        for (k, v) in &self.headers {
+            headers.retain(|(have, _)| !have.eq_ignore_ascii_case(k.trim()));
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        let timeout = match [self.kind.var("TIMEOUT"), "OTEL_EXPORTER_OTLP_TIMEOUT".to_owned()]
+            .into_iter()
+            .find_map(|var| set(&var).map(|v| (var, v)))
+        {
+            Some((var, ms)) => Duration::from_millis(ms.trim().parse().map_err(|_| OtlpError::Timeout(var))?),
+            None => EXPORT_TIMEOUT,
+        };
+        let compression = set(&self.kind.var("COMPRESSION")).or_else(|| set("OTEL_EXPORTER_OTLP_COMPRESSION"));
+        if let Some(c) = compression.filter(|c| !c.trim().eq_ignore_ascii_case("none")) {
+            return Err(OtlpError::Compression(c.trim().to_owned()));
+        }
+        Ok(Target { url, headers, timeout })
+    }
+
+    /// The HTTP exporter's shared part, for our span and log exporters.
+    fn http_export(&self) -> Result<HttpExport, OtlpError> {
+        let target = self.target(&|k| std::env::var(k).ok())?;
+        let headers = Signal { headers: target.headers, ..self.clone() }.header_map()?;
+        HttpExport::new(client()?, target.url, headers, target.timeout)
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`' form: `key=value` pairs separated by commas, the values
+/// percent-encoded. `None` if a pair has no `=`.
+fn parse_headers(list: &str) -> Option<Vec<(String, String)>> {
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8().ok()?;
+            Some((k.trim().to_owned(), v.into_owned()))
+        })
+        .collect()
 }
 
 impl Signal {
@@ -187,50 +275,67 @@ fn common<B: WithExportConfig>(builder: B, signal: &Signal) -> B {
     }
 }
 
-/// Builds `$exporter` for `$signal` over its transport: the three signals' builders share this
-/// shape but no trait, hence a macro.
-macro_rules! exporter {
+/// The SDK's `$exporter` for `$signal` over gRPC: the three signals' builders share this shape
+/// but no trait, hence a macro.
+macro_rules! grpc {
     ($exporter:ty, $signal:expr) => {{
         let signal: &Signal = $signal;
-        let exporter = match signal.protocol {
-            Protocol::HttpProtobuf => common(
-                <$exporter>::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_http_client(OnRuntime::new()?)
-                    .with_headers(signal.header_pairs()?),
-                signal,
-            )
-            .build()?,
-            Protocol::Grpc => common(
-                <$exporter>::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
-                signal,
-            )
-            .build()?,
-        };
-        Ok(exporter)
+        common(
+            <$exporter>::builder().with_tonic().with_metadata(MetadataMap::from_headers(signal.header_map()?)),
+            signal,
+        )
+        .build()?
     }};
 }
 
-/// The span exporter for `signal`.
-pub fn span_exporter(signal: &Signal) -> Result<SpanExporter, OtlpError> {
+/// The batch processor that exports spans for `signal`.
+pub fn span_batch(signal: &Signal) -> Result<BatchSpanProcessor, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Traces);
-    exporter!(SpanExporter, signal)
+    Ok(match signal.protocol {
+        Protocol::HttpProtobuf => BatchSpanProcessor::builder(HttpSpans(signal.http_export()?)).build(),
+        Protocol::Grpc => BatchSpanProcessor::builder(grpc!(opentelemetry_otlp::SpanExporter, signal)).build(),
+    })
 }
 
-/// The metric exporter for `signal` (cumulative temporality, as Prometheus-style backends expect).
+/// The metric exporter for `signal` (cumulative temporality, as Prometheus-style backends
+/// expect): the SDK's over either transport, as metrics leave only every few seconds.
 pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Metrics);
-    exporter!(MetricExporter, signal)
+    Ok(match signal.protocol {
+        Protocol::HttpProtobuf => common(
+            MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(OnRuntime::new()?)
+                .with_headers(signal.header_pairs()?),
+            signal,
+        )
+        .build()?,
+        Protocol::Grpc => grpc!(MetricExporter, signal),
+    })
 }
 
-/// The log exporter for `signal`.
-pub fn log_exporter(signal: &Signal) -> Result<LogExporter, OtlpError> {
+/// The batch processor that exports log records (audit records) for `signal`.
+pub fn log_batch(signal: &Signal) -> Result<BatchLogProcessor, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Logs);
-    exporter!(LogExporter, signal)
+    Ok(match signal.protocol {
+        Protocol::HttpProtobuf => BatchLogProcessor::builder(HttpLogs(signal.http_export()?)).build(),
+        Protocol::Grpc => BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build(),
+    })
 }
 
-/// The exporter's HTTP client: reqwest, driven on the gateway's runtime whichever thread asks.
+/// The HTTP client of every OTLP/HTTP export: no redirects (a redirect could carry the headers,
+/// API keys, elsewhere).
+fn client() -> Result<reqwest::Client, OtlpError> {
+    reqwest::Client::builder()
+        .timeout(EXPORT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| OtlpError::Client(e.to_string()))
+}
+
+/// The metric exporter's HTTP client: reqwest, driven on the gateway's runtime whichever thread asks.
 #[derive(Debug)]
 struct OnRuntime {
     client: reqwest::Client,
@@ -240,13 +345,7 @@ struct OnRuntime {
 impl OnRuntime {
     fn new() -> Result<Self, OtlpError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
-        let client = reqwest::Client::builder()
-            .timeout(EXPORT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("scimbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OtlpError::Client(e.to_string()))?;
-        Ok(Self { client, runtime })
+        Ok(Self { client: client()?, runtime })
     }
 }
 
@@ -337,5 +436,65 @@ mod tests {
         let s = resolve(&flag, Kind::Traces, &[]).unwrap().unwrap();
         let e = s.header_pairs().unwrap_err().to_string();
         assert!(e.contains("bad name") && !e.contains("secret-key"), "{e}");
+    }
+
+    #[test]
+    fn http_targets_resolve_as_the_standard_variables_say() {
+        let target = |config: &OtlpConfig, kind: Kind, vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let signal = config.signal(kind, &|k| vars.get(k).cloned()).unwrap().unwrap();
+            signal.target(&|k| vars.get(k).cloned())
+        };
+        let none = OtlpConfig::default();
+        let base = [("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c.example:4318/otel/")];
+        let t = target(&none, Kind::Traces, &base).unwrap();
+        assert_eq!(t.url.as_str(), "https://c.example:4318/otel/v1/traces");
+        assert_eq!((t.timeout, t.headers.len()), (EXPORT_TIMEOUT, 0));
+        // The signal's own variable is the whole URL.
+        let own = [base[0], ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs.example/ingest")];
+        assert_eq!(target(&none, Kind::Logs, &own).unwrap().url.as_str(), "http://logs.example/ingest");
+        // The flag wins over both.
+        let flag = OtlpConfig {
+            endpoint: Some("http://flag:4318".into()),
+            headers: vec![("X-Key".into(), "from-flag".into())],
+            ..Default::default()
+        };
+        let vars = [
+            own[1],
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-key=generic,x-tenant=a%20b"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-tenant=own"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ];
+        let t = target(&flag, Kind::Logs, &vars).unwrap();
+        assert_eq!(t.url.as_str(), "http://flag:4318/v1/logs");
+        assert_eq!(
+            t.headers,
+            [("x-tenant".to_owned(), "own".to_owned()), ("X-Key".to_owned(), "from-flag".to_owned())]
+        );
+        assert_eq!(t.timeout, Duration::from_millis(2500));
+        let t = target(&flag, Kind::Traces, &vars).unwrap();
+        assert_eq!(t.headers[0], ("x-tenant".to_owned(), "a b".to_owned()), "values are percent-decoded");
+    }
+
+    #[test]
+    fn bad_http_settings_are_refused_at_start_naming_where_they_came_from() {
+        let flag = OtlpConfig { endpoint: Some("http://c:4318".into()), ..Default::default() };
+        let refused = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let config = if vars.contains_key("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                OtlpConfig::default()
+            } else {
+                flag.clone()
+            };
+            let signal = config.signal(Kind::Traces, &|k| vars.get(k).cloned()).unwrap().unwrap();
+            signal.target(&|k| vars.get(k).cloned()).unwrap_err().to_string()
+        };
+        assert!(refused(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]).contains("`gzip` is not supported"));
+        assert!(refused(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "10s")]).contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
+        let e = refused(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key-without-equals-secret")]);
+        assert!(e.contains("OTEL_EXPORTER_OTLP_HEADERS") && !e.contains("secret"), "{e}");
+        let e = refused(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://user:pw@c/v1/traces")]);
+        assert!(e.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && !e.contains("pw"), "{e}");
     }
 }
