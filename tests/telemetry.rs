@@ -210,6 +210,8 @@ struct Span {
     resource: BTreeMap<String, Value>,
     /// Its events: name and attributes.
     events: Vec<(String, BTreeMap<String, Value>)>,
+    /// Start and end, nanoseconds since the epoch.
+    time: (u64, u64),
 }
 
 impl Span {
@@ -244,6 +246,7 @@ fn spans(r: &Received) -> Vec<Span> {
                         attrs: attributes(&s.attributes),
                         resource: resource.clone(),
                         events: s.events.iter().map(|e| (e.name.clone(), attributes(&e.attributes))).collect(),
+                        time: (s.start_time_unix_nano, s.end_time_unix_nano),
                     });
                 }
             }
@@ -514,6 +517,27 @@ async fn only_failures_and_changes_are_traced_when_no_read_is_asked_for() {
     assert_eq!(calls, 1, "the duplicate's app call came with it");
     let attempts = spans.iter().filter(|c| c.is_app_call() && c.attr("error.type") == &st("connect")).count();
     assert_eq!(attempts, 3, "the unreachable app's attempts came with their request");
+    // A failed read's spans are made only once it has failed: they are what they would have been
+    // had they been made as it ran (ids, times, outcome, the warning logged as an event).
+    let down = spans.iter().find(|s| s.kind == SpanKind::Server && s.attr("scimbridge.tenant") == &st("down"));
+    let down = down.expect("the unreachable app's read");
+    assert_eq!((down.status, down.attr("error.type")), (SpanStatus::Error, &st("503")));
+    assert!(down.events.iter().any(|(name, f)| name == "request failed" && f.get("level") == Some(&st("WARN"))));
+    assert!(down.time.0 > 0 && down.time.0 < down.time.1, "{:?}", down.time);
+    let calls: Vec<&Span> = spans.iter().filter(|c| c.parent == down.span_id).collect();
+    assert_eq!(calls.len(), 3, "its attempts, under it: {calls:?}");
+    for c in calls {
+        assert_eq!(
+            (c.trace_id.as_str(), c.kind, c.status),
+            (down.trace_id.as_str(), SpanKind::Client, SpanStatus::Error)
+        );
+        assert!(
+            down.time.0 <= c.time.0 && c.time.0 <= c.time.1 && c.time.1 <= down.time.1,
+            "{:?} in {:?}",
+            c.time,
+            down.time
+        );
+    }
 }
 
 /// The standard variables select the collector (HTTP/protobuf), its headers, the service name and

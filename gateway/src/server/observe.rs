@@ -23,8 +23,8 @@ use super::AppState;
 use super::response::ErrorType;
 use crate::mapping::ResourceKind;
 use crate::telemetry::metrics::{self, UNKNOWN};
-use crate::telemetry::personal;
 use crate::telemetry::trace::{self, Span};
+use crate::telemetry::{keep, personal};
 
 /// Our request id: taken from the request when it is a sane one, else made; always answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -111,6 +111,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let client_request_id = sane_id(&parts.headers, &CLIENT_REQUEST_ID);
     let span = Span::server(
         &parts.headers,
+        !keep::is_change(kind.operation),
         || match (kind.scim, &route) {
             (true, _) => trace::name("SCIM", trace::name(kind.operation, kind.resource)).into(),
             (false, Some(route)) => format!("{} {route}", parts.method).into(),

@@ -73,16 +73,13 @@ impl<P: SpanProcessor> KeepFailures<P> {
     /// Hands `inner` the spans of failed requests and changes, and a `reads` share (0 to 1) of
     /// the other requests'.
     pub fn new(inner: P, reads: f64) -> Self {
-        // 2^63 scaled, as the SDK's ratio sampler: exact at 0 and at 1.
-        let threshold = (reads.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
+        let threshold = threshold(reads);
         let state = State { waiting: HashMap::new(), decided: vec![None; REMEMBERED].into(), ended: 0 };
         Self { inner, threshold, state: Mutex::new(state) }
     }
 
     fn picked(&self, id: TraceId) -> bool {
-        // The id's low 64 bits, as the SDK's ratio sampler reads them.
-        let low = u128::from_be_bytes(id.to_bytes()) as u64;
-        (low >> 1) < self.threshold
+        picked(self.threshold, id)
     }
 
     /// What to hand on now that `span` ended; the lock is not held while handing on.
@@ -152,21 +149,44 @@ impl State {
     }
 }
 
+/// The ratio `reads` (0 to 1) as a bound on trace ids: 2^63 scaled, as the SDK's ratio sampler,
+/// exact at 0 and at 1.
+pub(super) fn threshold(reads: f64) -> u64 {
+    (reads.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64
+}
+
+/// Whether the ratio behind `threshold` picks the trace `id`: its low 64 bits, as the SDK's ratio
+/// sampler reads them.
+pub(super) fn picked(threshold: u64, id: TraceId) -> bool {
+    let low = u128::from_be_bytes(id.to_bytes()) as u64;
+    (low >> 1) < threshold
+}
+
 /// The `scim.operation`s (`server::observe`) that may change what the app or the store holds.
 const CHANGES: [&str; 5] = ["create", "replace", "patch", "delete", "bulk"];
+
+/// Whether the `scim.operation` `op` is a change, whose trace is always kept.
+pub fn is_change(op: &str) -> bool {
+    CHANGES.contains(&op)
+}
 
 /// A request span whose operation is a change.
 fn changed(span: &SpanData) -> bool {
     span.attributes.iter().any(|kv| {
-        kv.key.as_str() == "scim.operation" && matches!(&kv.value, Value::String(op) if CHANGES.contains(&op.as_str()))
+        kv.key.as_str() == "scim.operation" && matches!(&kv.value, Value::String(op) if is_change(op.as_str()))
     })
 }
 
 /// An error status, or an HTTP answer of 400 or above.
 fn failed(span: &SpanData) -> bool {
-    matches!(span.status, Status::Error { .. })
-        || span
-            .attributes
+    failure(&span.status, &span.attributes)
+}
+
+/// Whether a span with `status` and `attributes` failed: an error status, or an HTTP answer of
+/// 400 or above.
+pub(super) fn failure(status: &Status, attributes: &[opentelemetry::KeyValue]) -> bool {
+    matches!(status, Status::Error { .. })
+        || attributes
             .iter()
             .any(|kv| kv.key.as_str() == "http.response.status_code" && matches!(kv.value, Value::I64(s) if s >= 400))
 }

@@ -169,7 +169,9 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let tracer = match &traces {
         Some(signal) => {
             let batch = otlp::span_batch(signal)?;
-            let builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            let builder = SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_id_generator(trace::Planned::default());
             let builder = if config.trace_reads < 1.0 {
                 builder.with_span_processor(keep::KeepFailures::new(batch, config.trace_reads))
             } else {
@@ -212,7 +214,7 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     };
     // Warnings and errors become events of the span they happen in.
     let events = tracer.as_ref().map(|provider| {
-        trace::install(provider.tracer("scimbridge"));
+        trace::install(provider.tracer("scimbridge"), (config.trace_reads < 1.0).then_some(config.trace_reads));
         trace::SpanEvents.with_filter(LevelFilter::WARN)
     });
     // A second init (tests) keeps the first subscriber.
