@@ -11,6 +11,10 @@
 //! The ratio looks at the trace id (as the standard `traceidratio` sampler does), so a picked
 //! trace skips the waiting and every span of it is picked alike.
 //!
+//! Most reads the ratio leaves out never get here: `trace::Span` records them without the SDK and
+//! makes their spans only if they fail. What arrives is changes, picked reads, traces callers
+//! asked for, failed reads, and spans made outside any request; the rules above apply to all.
+//!
 //! Touches only the spans handed to it; it sits between the SDK and the batch processor.
 
 use std::collections::HashMap;

@@ -8,6 +8,13 @@
 //! span sets while its handler runs ([`Span::run`]); tasks a request spawns take it along with
 //! [`inherit`].
 //!
+//! With `--trace-reads` below 1, a read the ratio does not pick (nor its caller asked for) is only
+//! recorded as it runs: its spans' names, ids, times, attributes and events, in a [`Pending`]
+//! the request's context carries. If the request fails they are made through the SDK as they
+//! would have been (the same ids, which its `traceparent` already gave the app, and the same
+//! times); if not they are dropped. Every span of every read through the SDK, then dropped by
+//! [`keep`](super::keep), was most of what telemetry cost a read.
+//!
 //! Why not `tracing-opentelemetry`: through it, a GET with two spans cost 69,000 more instructions
 //! with export on than off (callgrind, bench/README.md); its registry slot, field visitors that
 //! format every attribute as text, and enter/exit on every poll were half of that.
