@@ -80,18 +80,33 @@ impl Writer {
         if len < 0x80 {
             self.0[at] = len as u8;
         } else {
-            let mut prefix = Vec::with_capacity(encoded_len_varint(len as u64));
-            encode_varint(len as u64, &mut prefix);
-            self.0.splice(at..=at, prefix);
+            let mut prefix = [0u8; 10];
+            let mut rest = &mut prefix[..];
+            encode_varint(len as u64, &mut rest);
+            let n = 10 - rest.len();
+            self.0.splice(at..=at, prefix[..n].iter().copied());
         }
     }
 
     fn attributes<'a>(&mut self, field: u32, attributes: impl IntoIterator<Item = &'a KeyValue>) {
         for kv in attributes {
-            self.message(field, |w| {
-                w.text(1, kv.key.as_str().as_bytes());
-                w.message(2, |w| w.value(&kv.value));
-            });
+            let key = kv.key.as_str().as_bytes();
+            let Some(value_len) = scalar_len(&kv.value) else {
+                self.message(field, |w| {
+                    w.text(1, key);
+                    w.message(2, |w| w.value(&kv.value));
+                });
+                continue;
+            };
+            // Most attributes are one text or number: their lengths are known before they are
+            // written, so nothing is patched or moved (fields 1 and 2 take one byte of key each).
+            let key_len = if key.is_empty() { 0 } else { 1 + delimited(key.len()) };
+            self.key(field, WireType::LengthDelimited);
+            encode_varint((key_len + 1 + delimited(value_len)) as u64, &mut self.0);
+            self.text(1, key);
+            self.key(2, WireType::LengthDelimited);
+            encode_varint(value_len as u64, &mut self.0);
+            self.value(&kv.value);
         }
     }
 
@@ -246,6 +261,22 @@ impl Writer {
     }
 }
 
+/// The length of a length-delimited field's content of `n` bytes, with its length prefix.
+fn delimited(n: usize) -> usize {
+    encoded_len_varint(n as u64) + n
+}
+
+/// How long `value` is as an `AnyValue`, when it is one text or number.
+fn scalar_len(value: &Value) -> Option<usize> {
+    match value {
+        Value::String(s) => Some(1 + delimited(s.as_str().len())),
+        Value::Bool(_) => Some(2),
+        Value::I64(n) => Some(1 + encoded_len_varint(*n as u64)),
+        Value::F64(_) => Some(9),
+        _ => None,
+    }
+}
+
 /// `SpanKind` as the protocol numbers it.
 fn kind(kind: &SpanKind) -> u64 {
     match kind {
@@ -295,9 +326,10 @@ impl EncodedResource {
         Self { message: w.0, schema_url: resource.schema_url().unwrap_or_default().to_owned() }
     }
 
-    /// The `ResourceSpans`/`ResourceLogs` around `scopes`, which writes the scope groups (field 2).
-    fn around(&self, scopes: impl FnOnce(&mut Writer)) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(4096));
+    /// The `ResourceSpans`/`ResourceLogs` around `scopes`, which writes the scope groups (field 2)
+    /// into room for `size` bytes.
+    fn around(&self, size: usize, scopes: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(self.message.len() + size + 64));
         w.message(1, |w| {
             w.bytes(1, &self.message);
             scopes(w);
@@ -317,7 +349,8 @@ pub fn traces(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
             None => scopes.push((&span.instrumentation_scope, vec![span])),
         }
     }
-    resource.around(|w| {
+    // Our spans take 300 to 700 bytes each.
+    resource.around(spans.len() * 640, |w| {
         for (scope, group) in &scopes {
             w.message(2, |w| {
                 w.scope(1, scope, scope.name());
@@ -342,7 +375,8 @@ pub fn logs(resource: &EncodedResource, batch: &LogBatch<'_>) -> Vec<u8> {
             None => scopes.push((scope, name, vec![record])),
         }
     }
-    resource.around(|w| {
+    // An audit record takes about a kilobyte.
+    resource.around(batch.iter().count() * 1024, |w| {
         for (scope, name, group) in &scopes {
             w.message(2, |w| {
                 w.scope(1, scope, name);
@@ -448,6 +482,8 @@ mod tests {
                 KeyValue::new("flag", false),
                 KeyValue::new("long", "x".repeat(300)),
                 KeyValue::new("empty", ""),
+                KeyValue::new("", 1_i64),
+                KeyValue::new("big", i64::MAX),
                 KeyValue::new("strings", Value::Array(Array::String(vec!["a".into(), "".into()]))),
                 KeyValue::new("ints", Value::Array(Array::I64(vec![0, 7]))),
                 KeyValue::new("bools", Value::Array(Array::Bool(vec![true]))),
