@@ -110,7 +110,7 @@ def main():
         env = {"DEMO_APP_URL": app.url, "DEMO_APP_API_KEY": bench.API_KEY, "RUST_LOG": "warn"}
         if a.otlp:
             sink = bench.Proc([], {}, "otlp-sink listening on ",
-                              program=[sys.executable, str(bench.ROOT / "bench" / "otlp_sink.py")])
+                              program=bench.sink_program(False))
             procs.append(sink)
             env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
         gw = Grinded("gateway", ["serve", "--config", str(tmp / "config"), "--listen", "127.0.0.1:0",

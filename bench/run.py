@@ -65,7 +65,7 @@ class Proc:
                 break
         if not self.url:
             self.stop()  # never left running behind a failed start
-            raise SystemExit(f"{args[0]} did not start")
+            raise SystemExit(f"{(args or program)[0]} did not start")
         threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
 
     def cpu(self):
@@ -263,7 +263,8 @@ def main():
         BIN = TARGET / "debug" / "scimbridge"
     if not a.no_build:
         profile = [] if a.debug_build else ["--release"]
-        subprocess.run(["cargo", "build", *profile, "--locked", "--bin", "scimbridge"], cwd=ROOT, check=True)
+        packages = ["-p", "scimbridge"] + (["-p", "otlp-sink"] if a.telemetry else [])
+        subprocess.run(["cargo", "build", *profile, "--locked", *packages], cwd=ROOT, check=True)
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="scimbridge-bench-"))
     procs = []
@@ -319,6 +320,17 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sink_program(debug):
+    """The OTLP sink (bench/otlp-sink, compiled: it shares the cores with what is measured), built
+    now if the profile has none yet (`--no-build` in CI, where the tests built only the gateway)."""
+    profile = "debug" if debug else "release"
+    exe = TARGET / profile / "otlp-sink"
+    if not exe.exists():
+        flags = [] if debug else ["--release"]
+        subprocess.run(["cargo", "build", *flags, "--locked", "-p", "otlp-sink"], cwd=ROOT, check=True)
+    return [str(exe)]
+
+
 # The telemetry comparison: two gateways run side by side, one without OTLP and one with, and
 # take turns in short bursts (off-on, then on-off, ...). This machine's speed drifts by 10-20%
 # over minutes (other guests on the host), which a comparison of long passes run one after the
@@ -330,7 +342,7 @@ def telemetry(a, tmp, env, app, plan, gids, results, procs):
     """Runs every scenario `a.rounds` times on each gateway in bursts of `a.burst` seconds and adds
     to each row `off` and `on` (requests, seconds, CPU of each process, errors) and `ratios`, the
     throughput ratio (on ÷ off) of each pair of adjacent bursts."""
-    sink = Proc([], {}, "otlp-sink listening on ", program=[sys.executable, str(ROOT / "bench" / "otlp_sink.py")])
+    sink = Proc([], {}, "otlp-sink listening on ", program=sink_program(a.debug_build))
     procs.append(sink)
     on_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_METRIC_EXPORT_INTERVAL="5000")
     if a.sampler is not None:
