@@ -18,7 +18,7 @@
 //! Touches only the spans handed to it; it sits between the SDK and the batch processor.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{SpanId, Status, TraceId};
@@ -45,7 +45,21 @@ pub struct KeepFailures<P> {
     inner: P,
     /// Traces whose id, read as the `traceidratio` sampler reads it, is below this are picked.
     threshold: u64,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+}
+
+/// Tells the processor at a request's start that its trace is kept whatever happens (a change):
+/// its spans then leave as they end instead of waiting for the request's.
+#[derive(Debug, Clone)]
+pub struct Early(Arc<Mutex<State>>);
+
+impl Early {
+    /// Keeps the trace `id`.
+    pub fn keep(&self, id: TraceId) {
+        if let Ok(mut state) = self.0.lock() {
+            state.remember(id, true);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,7 +93,12 @@ impl<P: SpanProcessor> KeepFailures<P> {
     pub fn new(inner: P, reads: f64) -> Self {
         let threshold = threshold(reads);
         let state = State { waiting: HashMap::new(), decided: vec![None; REMEMBERED].into(), ended: 0 };
-        Self { inner, threshold, state: Mutex::new(state) }
+        Self { inner, threshold, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// The way to keep a trace before its spans end.
+    pub fn early(&self) -> Early {
+        Early(Arc::clone(&self.state))
     }
 
     fn picked(&self, id: TraceId) -> bool {
@@ -100,7 +119,7 @@ impl<P: SpanProcessor> KeepFailures<P> {
         if root {
             // A caller that sent a sampled `traceparent` asked for this trace: it is theirs too.
             let asked = span.parent_span_is_remote;
-            let kept = failed || asked || changed(&span);
+            let kept = failed || asked || changed(&span) || state.fate(id) == Some(true);
             let (mut spans, keep) = match state.waiting.remove(&id) {
                 Some(w) => (w.spans, w.failed || kept),
                 None => (Vec::new(), kept),
@@ -350,6 +369,19 @@ mod tests {
         keep.on_end(span(refused, "late release", Some(1), None, false));
         assert_eq!(handed.take(), ["late release"]);
         assert!(keep.state.lock().unwrap().waiting.is_empty(), "nothing left waiting");
+    }
+
+    #[test]
+    fn a_trace_kept_early_hands_its_spans_on_as_they_end() {
+        let handed = Handed::default();
+        let keep = KeepFailures::new(handed.clone(), 0.0);
+        let change = trace(0.8, 1);
+        keep.early().keep(change);
+        keep.on_end(span(change, "store write", Some(1), None, false));
+        assert_eq!(handed.take(), ["store write"], "no wait for the request");
+        keep.on_end(span(change, "patch request", None, Some(200), false));
+        assert_eq!(handed.take(), ["patch request"]);
+        assert!(keep.state.lock().unwrap().waiting.is_empty());
     }
 
     #[test]

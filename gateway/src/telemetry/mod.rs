@@ -166,6 +166,9 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     let traces = config.otlp.traces()?;
     let metrics_signal = config.otlp.metrics()?;
     let logs_signal = config.otlp.logs()?;
+    // With a share of reads: the processor that keeps failures and changes, and its handle for
+    // the spans' side.
+    let mut reads = None;
     let tracer = match &traces {
         Some(signal) => {
             let batch = otlp::span_batch(signal)?;
@@ -173,7 +176,9 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
                 .with_resource(resource.clone())
                 .with_id_generator(trace::Planned::default());
             let builder = if config.trace_reads < 1.0 {
-                builder.with_span_processor(keep::KeepFailures::new(batch, config.trace_reads))
+                let keep = keep::KeepFailures::new(batch, config.trace_reads);
+                reads = Some((config.trace_reads, keep.early()));
+                builder.with_span_processor(keep)
             } else {
                 builder.with_span_processor(batch)
             };
@@ -214,7 +219,7 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
     };
     // Warnings and errors become events of the span they happen in.
     let events = tracer.as_ref().map(|provider| {
-        trace::install(provider.tracer("scimbridge"), (config.trace_reads < 1.0).then_some(config.trace_reads));
+        trace::install(provider.tracer("scimbridge"), reads.take());
         trace::SpanEvents.with_filter(LevelFilter::WARN)
     });
     // A second init (tests) keeps the first subscriber.

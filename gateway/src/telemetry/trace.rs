@@ -46,15 +46,18 @@ pub use opentelemetry::trace::SpanKind as Kind;
 struct Tracing {
     tracer: SdkTracer,
     reads: Option<u64>,
+    /// Where a change's trace is marked kept as it starts.
+    early: Option<super::keep::Early>,
 }
 
 static TRACING: OnceLock<Tracing> = OnceLock::new();
 
 /// Makes spans export through `tracer`, for the rest of the process. With `reads` (the share of
 /// successful reads to export, below 1) a read's spans are only recorded, and made when it fails.
-pub(super) fn install(tracer: SdkTracer, reads: Option<f64>) {
+pub(super) fn install(tracer: SdkTracer, reads: Option<(f64, super::keep::Early)>) {
+    let (reads, early) = reads.map_or((None, None), |(r, e)| (Some(super::keep::threshold(r)), Some(e)));
     // A second init (tests) keeps the first tracer, as it keeps the first subscriber.
-    let _ = TRACING.set(Tracing { tracer, reads: reads.map(super::keep::threshold) });
+    let _ = TRACING.set(Tracing { tracer, reads, early });
 }
 
 /// A span being recorded; empty when traces do not export, and then every method does nothing.
@@ -94,6 +97,12 @@ impl Span {
             && !super::keep::picked(reads, trace_id)
         {
             return Self(Inner::Waiting(Pending::start(t, parent, caller, trace_id, name(), attributes())));
+        }
+        // A change's trace is kept whatever happens: its spans need not wait for its end.
+        if let Some(early) = &t.early
+            && !read
+        {
+            early.keep(trace_id);
         }
         // The id drawn above is the trace's: the ratio in `keep` must see the one it was judged by.
         let builder = SpanBuilder::from_name(name()).with_kind(SpanKind::Server).with_attributes(attributes());
