@@ -674,11 +674,18 @@ fn no_huge_pages() {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long mimalloc keeps memory freed before it returns it to the kernel. v3's default is a
 /// second, during which a burst's freed pages still count in the RSS: a peak under load was about
-/// 10 MiB higher (bench/README.md). v2 used 10 ms.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
+/// 10 MiB higher (bench/README.md). At 10 ms (v2's value) pages went back and were faulted in
+/// again so often that the page faults of a gateway exporting traces doubled and its CPU per
+/// PATCH grew 16% where its instructions grew 7%; at 100 ms that is gone for a peak about 1 MiB
+/// higher.
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
-/// Has mimalloc return freed memory within [`PURGE_DELAY_MS`].
+/// Has mimalloc return freed memory within [`PURGE_DELAY_MS`], unless `MIMALLOC_PURGE_DELAY`
+/// says otherwise: mimalloc's own variable is the operator's to set.
 fn prompt_purge() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: sets one integer option; mimalloc reads options atomically, and an option set
     // before or after its first use only changes when later purges happen.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
