@@ -200,18 +200,17 @@ impl Signal {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or(OtlpError::Endpoint(from))?;
         let mut headers: Vec<(String, String)> = Vec::new();
+        // A later source's header replaces an earlier one's of the same name.
+        let mut put = |(k, v): (String, String)| {
+            headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&k));
+            headers.push((k, v));
+        };
         for var in ["OTEL_EXPORTER_OTLP_HEADERS".to_owned(), self.kind.var("HEADERS")] {
             if let Some(list) = set(&var) {
-                for (k, v) in parse_headers(&list).ok_or_else(|| OtlpError::Header(var.clone()))? {
-                    headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&k));
-                    headers.push((k, v));
-                }
+                parse_headers(&list).ok_or_else(|| OtlpError::Header(var.clone()))?.into_iter().for_each(&mut put);
             }
         }
-        for (k, v) in &self.headers {
-            headers.retain(|(have, _)| !have.eq_ignore_ascii_case(k.trim()));
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
+        self.headers.iter().for_each(|(k, v)| put((k.trim().to_owned(), v.trim().to_owned())));
         let timeout = match [self.kind.var("TIMEOUT"), "OTEL_EXPORTER_OTLP_TIMEOUT".to_owned()]
             .into_iter()
             .find_map(|var| set(&var).map(|v| (var, v)))
@@ -229,8 +228,7 @@ impl Signal {
     /// The HTTP exporter's shared part, for our span and log exporters.
     fn http_export(&self) -> Result<HttpExport, OtlpError> {
         let target = self.target(&|k| std::env::var(k).ok())?;
-        let headers = Signal { headers: target.headers, ..self.clone() }.header_map()?;
-        HttpExport::new(client()?, target.url, headers, target.timeout)
+        HttpExport::new(client()?, target.url, header_map(&target.headers)?, target.timeout)
     }
 }
 
@@ -249,15 +247,7 @@ fn parse_headers(list: &str) -> Option<Vec<(String, String)>> {
 
 impl Signal {
     fn header_map(&self) -> Result<HeaderMap, OtlpError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in &self.headers {
-            let bad = || OtlpError::Header(k.clone());
-            let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| bad())?;
-            let mut value = HeaderValue::from_str(v.trim()).map_err(|_| bad())?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
-        Ok(map)
+        header_map(&self.headers)
     }
 
     fn header_pairs(&self) -> Result<HashMap<String, String>, OtlpError> {
@@ -265,6 +255,19 @@ impl Signal {
         self.header_map()?;
         Ok(self.headers.iter().map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect())
     }
+}
+
+/// `headers` as a header map, each value marked sensitive (they carry API keys).
+fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, OtlpError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let bad = || OtlpError::Header(k.clone());
+        let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| bad())?;
+        let mut value = HeaderValue::from_str(v.trim()).map_err(|_| bad())?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 /// Sets what both transports share.
