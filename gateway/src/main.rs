@@ -482,7 +482,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exports = Exports { scrape: telemetry.scrape(), audit: telemetry.audit_logger() };
+    let exports = Exports { scrape: telemetry.scrape(), audit: telemetry.audit_export() };
     let code = match runtime.block_on(run(cli.command, demo_prep, exports)) {
         Ok(code) => code,
         Err(e) => {
@@ -499,7 +499,7 @@ fn main() -> ExitCode {
 struct Exports {
     scrape: Option<telemetry::Scrape>,
     /// Where audit records go over OTLP.
-    audit: Option<opentelemetry_sdk::logs::SdkLogger>,
+    audit: Option<telemetry::AuditExport>,
 }
 
 async fn run(command: Command, demo_prep: Option<DemoPrep>, exports: Exports) -> anyhow::Result<ExitCode> {

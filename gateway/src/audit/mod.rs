@@ -4,7 +4,8 @@
 //!
 //! - the audit log (`file`): JSON lines in a file or on stdout, written by a background task from
 //!   a bounded queue, so a request never waits on the disk;
-//! - OTLP logs (`otlp`): a log record per event, through the SDK's batch processor.
+//! - OTLP logs (`otlp`): a log record per event, encoded for the telemetry's outbox (or, over
+//!   gRPC, handed to the SDK's batch processor).
 //!
 //! Neither blocks a request. An event the audit log's queue cannot take is dropped, counted in
 //! `scimbridge.audit.dropped` and logged (once per run of drops).
@@ -19,10 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry_sdk::logs::SdkLogger;
 use tokio::sync::mpsc;
 
-use crate::telemetry::metrics;
+use crate::telemetry::{AuditExport, metrics};
 pub use event::{Change, Event, Operation, Outcome, Trace, Who};
 pub use file::{Target, Writer};
 
@@ -39,7 +39,7 @@ pub struct Audit(Option<Arc<Sinks>>);
 
 struct Sinks {
     file: Option<mpsc::Sender<Event>>,
-    otlp: Option<SdkLogger>,
+    otlp: Option<AuditExport>,
     drops: Arc<Drops>,
 }
 
@@ -71,7 +71,7 @@ impl Audit {
     /// Starts the sinks: the audit log at `file` (opened now, so a path that cannot be written
     /// stops `serve` at once) and the OTLP log records of `otlp`. The [`Writer`], when there is an
     /// audit log, must be finished at shutdown.
-    pub async fn start(file: Option<Target>, otlp: Option<SdkLogger>) -> Result<(Self, Option<Writer>), AuditError> {
+    pub async fn start(file: Option<Target>, otlp: Option<AuditExport>) -> Result<(Self, Option<Writer>), AuditError> {
         if file.is_none() && otlp.is_none() {
             return Ok((Self::off(), None));
         }
@@ -94,8 +94,8 @@ impl Audit {
     /// Hands `event` to every sink without waiting.
     pub fn record(&self, event: Event) {
         let Some(sinks) = &self.0 else { return };
-        if let Some(logger) = &sinks.otlp {
-            otlp::emit(logger, &event);
+        if let Some(export) = &sinks.otlp {
+            otlp::emit(export, &event);
         }
         if let Some(tx) = &sinks.file {
             match tx.try_send(event) {

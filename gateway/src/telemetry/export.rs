@@ -1,6 +1,6 @@
-//! The OTLP/HTTP exporters of spans and audit log records: each batch the SDK's batch processor
-//! hands over is written as protobuf by [`protobuf`](super::protobuf) and POSTed to the
-//! collector, with the OTLP retry rules (429, 502, 503 and 504 and refused connections are tried
+//! The OTLP/HTTP export: each batch of spans the SDK's batch processor hands over, and each
+//! batch of audit records the outbox gathers, is written as protobuf by
+//! [`protobuf`](super::protobuf) and POSTed to the collector, with the OTLP retry rules (429, 502, 503 and 504 and refused connections are tried
 //! again, after `Retry-After` when the collector sends one, until the export's timeout).
 //!
 //! The request goes out on the gateway's Tokio runtime through reqwest (rustls, like every other
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -55,7 +54,17 @@ impl HttpExport {
         Ok(())
     }
 
-    /// Sends `body`, trying again while the collector asks for it and time is left.
+    /// Posts `body` from a task of the runtime, trying again while the collector asks for it and
+    /// time is left.
+    pub(super) async fn post(&self, body: Vec<u8>) -> OTelSdkResult {
+        if self.shut.load(Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        send(&self.client, self.url.clone(), self.headers.clone(), body.into(), self.timeout).await
+    }
+
+    /// Sends `body` from a thread of its own (a batch processor's), trying again while the
+    /// collector asks for it and time is left.
     async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
         if self.shut.load(Ordering::Relaxed) {
             return Err(OTelSdkError::AlreadyShutdown);
@@ -147,25 +156,6 @@ impl SpanExporter for HttpSpans {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let body = protobuf::traces(&self.0.resource, &batch);
         drop(batch);
-        self.0.send(body).await
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        self.0.shutdown()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.resource = EncodedResource::new(resource);
-    }
-}
-
-/// Log records (the audit trail) over OTLP/HTTP.
-#[derive(Debug)]
-pub struct HttpLogs(pub(super) HttpExport);
-
-impl LogExporter for HttpLogs {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let body = protobuf::logs(&self.0.resource, &batch);
         self.0.send(body).await
     }
 

@@ -8,16 +8,19 @@
 //! exists: a span costs one atomic load, and the metric instruments are no-ops unless the
 //! Prometheus endpoint is on.
 //! The OTLP log signal carries only audit records (`audit` emits them through
-//! [`Telemetry::audit_logger`]); log lines stay in the log.
+//! [`Telemetry::audit_export`]); log lines stay in the log.
 //! [`init`] returns the [`Telemetry`] guard, which flushes what is buffered when dropped.
 
 pub mod export;
 pub mod keep;
 pub mod metrics;
 pub mod otlp;
+pub mod outbox;
 pub mod personal;
 pub mod protobuf;
 pub mod trace;
+
+use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::LoggerProvider as _;
@@ -121,9 +124,26 @@ pub enum TelemetryError {
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
-    logger: Option<SdkLoggerProvider>,
+    logs: Option<Logs>,
     scrape: Option<Scrape>,
 }
+
+/// The export of audit records that runs.
+enum Logs {
+    Outbox(Arc<outbox::Outbox>, outbox::Exporting),
+    Sdk(SdkLoggerProvider),
+}
+
+/// Where audit records go over OTLP: encoded into the outbox (OTLP/HTTP), or as SDK log records
+/// (gRPC). Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum AuditExport {
+    Outbox(Arc<outbox::Outbox>),
+    Sdk(SdkLogger),
+}
+
+/// How long shutdown waits for the audit records' last export.
+const LAST_EXPORT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Telemetry {
     /// The Prometheus scrape source, when [`Config::prometheus`] asked for one.
@@ -132,8 +152,11 @@ impl Telemetry {
     }
 
     /// Where audit records go over OTLP, when the log signal is configured.
-    pub fn audit_logger(&self) -> Option<SdkLogger> {
-        self.logger.as_ref().map(|p| p.logger("scimbridge"))
+    pub fn audit_export(&self) -> Option<AuditExport> {
+        self.logs.as_ref().map(|l| match l {
+            Logs::Outbox(outbox, _) => AuditExport::Outbox(Arc::clone(outbox)),
+            Logs::Sdk(p) => AuditExport::Sdk(p.logger(otlp::LOG_SCOPE)),
+        })
     }
 }
 
@@ -150,9 +173,14 @@ impl Drop for Telemetry {
         {
             eprintln!("telemetry: flushing metrics failed: {e}");
         }
-        if let Some(l) = self.logger.take()
-            && let Err(e) = l.shutdown()
-        {
+        let flushed = match self.logs.take() {
+            Some(Logs::Sdk(l)) => l.shutdown().map_err(|e| e.to_string()),
+            Some(Logs::Outbox(_, exporting)) => {
+                exporting.finish(LAST_EXPORT).then_some(()).ok_or_else(|| "timed out".to_owned())
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = flushed {
             eprintln!("telemetry: flushing audit records failed: {e}");
         }
     }
@@ -186,13 +214,13 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
         }
         None => None,
     };
-    let logger = match &logs_signal {
-        Some(signal) => Some(
-            SdkLoggerProvider::builder()
-                .with_log_processor(otlp::log_batch(signal)?)
-                .with_resource(resource.clone())
-                .build(),
-        ),
+    let audit = match &logs_signal {
+        Some(signal) => Some(match otlp::log_export(signal, &resource, audit_lost)? {
+            otlp::LogExport::Outbox(outbox, exporting) => Logs::Outbox(outbox, exporting),
+            otlp::LogExport::Batch(batch) => Logs::Sdk(
+                SdkLoggerProvider::builder().with_log_processor(batch).with_resource(resource.clone()).build(),
+            ),
+        }),
         None => None,
     };
     let mut scrape = None;
@@ -228,7 +256,12 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
         let (traces, metrics, logs) = (traces.is_some(), metrics_signal.is_some(), logs_signal.is_some());
         tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, logs, "OTLP export on");
     }
-    Ok(Telemetry { tracer, meter, logger, scrape })
+    Ok(Telemetry { tracer, meter, logs: audit, scrape })
+}
+
+/// Counts audit records lost on their way to the collector.
+fn audit_lost(n: u64) {
+    metrics::get().audit_dropped(n);
 }
 
 /// Runs `f`, a task a request spawns (a lock renewal), as part of that request: in its log

@@ -10,6 +10,7 @@
 //! and no blocking client exist.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,11 +18,14 @@ use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::BatchLogProcessor;
 use opentelemetry_sdk::trace::BatchSpanProcessor;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::export::{HttpExport, HttpLogs, HttpSpans};
+use super::export::{HttpExport, HttpSpans};
+use super::outbox::{self, Exporting, Outbox};
+use super::protobuf::{self, EncodedResource};
 
 /// How long one export may take, as the OTLP specification's default.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +71,8 @@ pub enum OtlpError {
     Endpoint(String),
     #[error("{0} is not a number of milliseconds")]
     Timeout(String),
+    #[error("{0} is not a positive number")]
+    Number(String),
     #[error("OTLP compression `{0}` is not supported; leave it unset or `none`")]
     Compression(String),
     #[error("OTLP export needs the Tokio runtime")]
@@ -318,13 +324,57 @@ pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
     })
 }
 
-/// The batch processor that exports log records (audit records) for `signal`.
-pub fn log_batch(signal: &Signal) -> Result<BatchLogProcessor, OtlpError> {
+/// How audit records leave for `signal`: over OTLP/HTTP through an outbox of encoded records and
+/// its exporting task, over gRPC through the SDK's batch processor.
+pub enum LogExport {
+    Outbox(Arc<Outbox>, Exporting),
+    Batch(BatchLogProcessor),
+}
+
+/// The scope of audit records.
+pub const LOG_SCOPE: &str = "scimbridge";
+
+/// Starts the export of log records (audit records) for `signal`; `lost` counts records lost.
+pub fn log_export(signal: &Signal, resource: &Resource, lost: fn(u64)) -> Result<LogExport, OtlpError> {
     debug_assert_eq!(signal.kind, Kind::Logs);
     Ok(match signal.protocol {
-        Protocol::HttpProtobuf => BatchLogProcessor::builder(HttpLogs(signal.http_export()?)).build(),
-        Protocol::Grpc => BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build(),
+        Protocol::HttpProtobuf => {
+            let export = signal.http_export()?;
+            let resource = EncodedResource::new(resource);
+            let limits = log_limits(&|k| std::env::var(k).ok())?;
+            let outbox = Arc::new(Outbox::new(limits, lost));
+            let wrap = Box::new(move |records: &[u8]| protobuf::logs_of(&resource, LOG_SCOPE, records));
+            let exporting = outbox::start(Arc::clone(&outbox), export, wrap);
+            LogExport::Outbox(outbox, exporting)
+        }
+        Protocol::Grpc => {
+            LogExport::Batch(BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build())
+        }
     })
+}
+
+/// The outbox's limits from `OTEL_BLRP_SCHEDULE_DELAY` (milliseconds), `OTEL_BLRP_MAX_QUEUE_SIZE`
+/// and `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, as the SDK's batch processor reads them.
+fn log_limits(var: &dyn Fn(&str) -> Option<String>) -> Result<outbox::Limits, OtlpError> {
+    let number = |name: &str| -> Result<Option<u64>, OtlpError> {
+        match var(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => {
+                v.trim().parse().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| OtlpError::Number(name.to_owned()))
+            }
+        }
+    };
+    let mut limits = outbox::Limits::default();
+    if let Some(ms) = number("OTEL_BLRP_SCHEDULE_DELAY")? {
+        limits.delay = Duration::from_millis(ms);
+    }
+    if let Some(n) = number("OTEL_BLRP_MAX_QUEUE_SIZE")? {
+        limits.queue = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = number("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")? {
+        limits.batch = usize::try_from(n).unwrap_or(usize::MAX).min(limits.queue);
+    }
+    Ok(limits)
 }
 
 /// The HTTP client of every OTLP/HTTP export: no redirects (a redirect could carry the headers,
@@ -499,5 +549,25 @@ mod tests {
         assert!(e.contains("OTEL_EXPORTER_OTLP_HEADERS") && !e.contains("secret"), "{e}");
         let e = refused(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://user:pw@c/v1/traces")]);
         assert!(e.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && !e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn log_batch_settings_come_from_the_standard_variables() {
+        let limits = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            log_limits(&|k| vars.get(k).cloned())
+        };
+        assert_eq!(limits(&[]).unwrap(), outbox::Limits::default());
+        let set = [
+            ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "512"),
+        ];
+        let l = limits(&set).unwrap();
+        assert_eq!((l.delay, l.queue, l.batch), (Duration::from_millis(100), 64, 64), "a batch fits the queue");
+        for bad in ["0", "-1", "soon"] {
+            let err = limits(&[("OTEL_BLRP_SCHEDULE_DELAY", bad)]).unwrap_err();
+            assert_eq!(err.to_string(), "OTEL_BLRP_SCHEDULE_DELAY is not a positive number");
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! OTLP's export requests as protobuf, written straight from the SDK's finished spans and log
-//! records: `ExportTraceServiceRequest` and `ExportLogsServiceRequest`, field for field what
-//! opentelemetry-proto's conversion yields (the tests decode ours with it and compare).
+//! OTLP's export requests as protobuf: `ExportTraceServiceRequest` written straight from the
+//! SDK's finished spans, field for field what opentelemetry-proto's conversion yields (the tests
+//! decode ours with it and compare), and `ExportLogsServiceRequest` around log records that were
+//! written beforehand with [`Writer`] (the audit trail's, `audit::otlp`).
 //!
 //! Why not that conversion: it copies every key and value into owned strings and nested `Vec`s,
 //! and prost then measures each nested message again at every level it is nested in. Together
@@ -11,22 +12,20 @@
 //!
 //! Pure: bytes in, bytes out, no I/O. The framing helpers are prost's.
 
-use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::logs::{AnyValue, Severity};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, StringValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::LogBatch;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{
     DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, skip_field,
 };
 
-/// A message being written.
+/// A message being written. Other telemetry modules write their own records with it (the audit
+/// trail's log records), so every OTLP byte the gateway sends is written here.
 #[derive(Debug, Default)]
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
     fn key(&mut self, field: u32, wire: WireType) {
@@ -34,34 +33,34 @@ impl Writer {
     }
 
     /// A length-delimited field, written even when empty (a present message, a oneof member).
-    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+    pub(crate) fn bytes(&mut self, field: u32, bytes: &[u8]) {
         self.key(field, WireType::LengthDelimited);
         encode_varint(bytes.len() as u64, &mut self.0);
         self.0.extend_from_slice(bytes);
     }
 
     /// A string or bytes field, left out when empty as proto3 leaves out a default.
-    fn text(&mut self, field: u32, text: &[u8]) {
+    pub(crate) fn text(&mut self, field: u32, text: &[u8]) {
         if !text.is_empty() {
             self.bytes(field, text);
         }
     }
 
-    fn uint(&mut self, field: u32, n: u64) {
+    pub(crate) fn uint(&mut self, field: u32, n: u64) {
         if n != 0 {
             self.key(field, WireType::Varint);
             encode_varint(n, &mut self.0);
         }
     }
 
-    fn fixed64(&mut self, field: u32, n: u64) {
+    pub(crate) fn fixed64(&mut self, field: u32, n: u64) {
         if n != 0 {
             self.key(field, WireType::SixtyFourBit);
             self.0.extend_from_slice(&n.to_le_bytes());
         }
     }
 
-    fn fixed32(&mut self, field: u32, n: u32) {
+    pub(crate) fn fixed32(&mut self, field: u32, n: u32) {
         if n != 0 {
             self.key(field, WireType::ThirtyTwoBit);
             self.0.extend_from_slice(&n.to_le_bytes());
@@ -71,7 +70,7 @@ impl Writer {
     /// A nested message that `body` writes. Its length is only known afterwards: a byte is kept
     /// for it, which most of the small messages need, and a longer message is moved up by the
     /// extra bytes (once per level: linear in the output, where re-measuring was quadratic).
-    fn message(&mut self, field: u32, body: impl FnOnce(&mut Self)) {
+    pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut Self)) {
         self.key(field, WireType::LengthDelimited);
         let at = self.0.len();
         self.0.push(0);
@@ -108,6 +107,36 @@ impl Writer {
             encode_varint(value_len as u64, &mut self.0);
             self.value(&kv.value);
         }
+    }
+
+    /// An attribute (`KeyValue`) of one text.
+    pub(crate) fn attribute_text(&mut self, field: u32, key: &str, text: &str) {
+        self.message(field, |w| {
+            w.text(1, key.as_bytes());
+            w.message(2, |w| w.bytes(1, text.as_bytes()));
+        });
+    }
+
+    /// An attribute of one integer.
+    pub(crate) fn attribute_int(&mut self, field: u32, key: &str, n: i64) {
+        self.message(field, |w| {
+            w.text(1, key.as_bytes());
+            w.message(2, |w| w.scalar_int(n));
+        });
+    }
+
+    /// An attribute holding a list of texts.
+    pub(crate) fn attribute_texts<'a>(&mut self, field: u32, key: &str, texts: impl IntoIterator<Item = &'a str>) {
+        self.message(field, |w| {
+            w.text(1, key.as_bytes());
+            w.message(2, |w| {
+                w.message(5, |w| {
+                    for t in texts {
+                        w.message(1, |w| w.bytes(1, t.as_bytes()));
+                    }
+                })
+            });
+        });
     }
 
     /// `AnyValue`'s members from an attribute value.
@@ -149,35 +178,6 @@ impl Writer {
     fn scalar_double(&mut self, f: f64) {
         self.key(4, WireType::SixtyFourBit);
         self.0.extend_from_slice(&f.to_bits().to_le_bytes());
-    }
-
-    /// `AnyValue`'s members from a log record's value.
-    fn log_value(&mut self, value: &AnyValue) {
-        match value {
-            AnyValue::String(s) => self.bytes(1, s.as_str().as_bytes()),
-            AnyValue::Boolean(b) => self.scalar_bool(*b),
-            AnyValue::Int(n) => self.scalar_int(*n),
-            AnyValue::Double(f) => self.scalar_double(*f),
-            AnyValue::Bytes(b) => self.bytes(7, b),
-            AnyValue::ListAny(list) => self.message(5, |w| {
-                for v in list.iter() {
-                    w.message(1, |w| w.log_value(v));
-                }
-            }),
-            AnyValue::Map(map) => self.message(6, |w| {
-                for (k, v) in map.iter() {
-                    w.log_attribute(1, k, v);
-                }
-            }),
-            other => self.bytes(1, format!("{other:?}").as_bytes()),
-        }
-    }
-
-    fn log_attribute(&mut self, field: u32, key: &Key, value: &AnyValue) {
-        self.message(field, |w| {
-            w.text(1, key.as_str().as_bytes());
-            w.message(2, |w| w.log_value(value));
-        });
     }
 
     /// An `InstrumentationScope`, named `name`.
@@ -240,25 +240,6 @@ impl Writer {
         let state = sc.trace_state().header();
         self.text(field, state.as_bytes());
     }
-
-    fn log_record(&mut self, record: &opentelemetry_sdk::logs::SdkLogRecord) {
-        self.fixed64(1, record.timestamp().map_or(0, nanos));
-        self.uint(2, record.severity_number().map_or(0, severity));
-        self.text(3, record.severity_text().unwrap_or_default().as_bytes());
-        if let Some(body) = record.body() {
-            self.message(5, |w| w.log_value(body));
-        }
-        for (k, v) in record.attributes_iter() {
-            self.log_attribute(6, k, v);
-        }
-        if let Some(cx) = record.trace_context() {
-            self.fixed32(8, cx.trace_flags.map_or(0, |f| u32::from(f.to_u8())));
-            self.text(9, &cx.trace_id.to_bytes());
-            self.text(10, &cx.span_id.to_bytes());
-        }
-        self.fixed64(11, record.observed_timestamp().map_or(0, nanos));
-        self.text(12, record.event_name().unwrap_or_default().as_bytes());
-    }
 }
 
 /// The length of a length-delimited field's content of `n` bytes, with its length prefix.
@@ -288,11 +269,6 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-/// `SeverityNumber`: the SDK's levels are numbered 1 to 24 in the protocol's order.
-fn severity(s: Severity) -> u64 {
-    s as u64
-}
-
 /// The span's trace flags, and whether its parent (or the link's target) is remote, as
 /// `SpanFlags` wants them.
 fn flags(sc: &SpanContext, remote: bool) -> u32 {
@@ -301,7 +277,7 @@ fn flags(sc: &SpanContext, remote: bool) -> u32 {
     u32::from(sc.trace_flags().to_u8()) | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 }
 }
 
-fn nanos(t: SystemTime) -> u64 {
+pub(crate) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
@@ -363,29 +339,14 @@ pub fn traces(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
     })
 }
 
-/// An `ExportLogsServiceRequest` of `batch`, grouped by scope (a record's target names its scope
-/// when it has one, as the SDK's conversion does).
-pub fn logs(resource: &EncodedResource, batch: &LogBatch<'_>) -> Vec<u8> {
-    type Group<'a> = (&'a InstrumentationScope, Cow<'a, str>, Vec<&'a opentelemetry_sdk::logs::SdkLogRecord>);
-    let mut scopes: Vec<Group<'_>> = Vec::new();
-    for (record, scope) in batch.iter() {
-        let name = record.target().map_or(Cow::Borrowed(scope.name()), |t| Cow::Borrowed(t.as_ref()));
-        match scopes.iter_mut().find(|(s, n, _)| *s == scope && *n == name) {
-            Some((_, _, group)) => group.push(record),
-            None => scopes.push((scope, name, vec![record])),
-        }
-    }
-    // An audit record takes about a kilobyte.
-    resource.around(batch.iter().count() * 1024, |w| {
-        for (scope, name, group) in &scopes {
-            w.message(2, |w| {
-                w.scope(1, scope, name);
-                for record in group {
-                    w.message(2, |w| w.log_record(record));
-                }
-                w.text(3, scope.schema_url().unwrap_or_default().as_bytes());
-            });
-        }
+/// An `ExportLogsServiceRequest` of one scope, named `scope`, whose log records were written
+/// beforehand: `records` holds them as `ScopeLogs` fields (each a field 2, framed).
+pub fn logs_of(resource: &EncodedResource, scope: &str, records: &[u8]) -> Vec<u8> {
+    resource.around(records.len() + scope.len() + 16, |w| {
+        w.message(2, |w| {
+            w.message(1, |w| w.text(1, scope.as_bytes()));
+            w.0.extend_from_slice(records);
+        });
     })
 }
 
@@ -423,32 +384,30 @@ fn field(mut buf: &[u8], wanted: u32) -> Option<&[u8]> {
     None
 }
 
+/// A resource like the gateway's, with a schema URL, for tests here and of the audit records.
+#[cfg(test)]
+pub(crate) fn test_resource() -> Resource {
+    Resource::builder()
+        .with_service_name("scimbridge")
+        .with_attribute(KeyValue::new("service.version", "0.1.0"))
+        .with_attribute(KeyValue::new("host.cores", 2))
+        .with_schema_url([], "https://opentelemetry.io/schemas/1.30.0")
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::borrow::Cow;
     use std::time::Duration;
 
-    use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
     use opentelemetry::trace::{Event, Link, TraceFlags, TraceId, TraceState};
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-    use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-    use opentelemetry_sdk::logs::{LogExporter, SdkLoggerProvider};
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use prost::Message as _;
 
     use super::*;
-
-    fn resource() -> Resource {
-        Resource::builder()
-            .with_service_name("scimbridge")
-            .with_attribute(KeyValue::new("service.version", "0.1.0"))
-            .with_attribute(KeyValue::new("host.cores", 2))
-            .with_schema_url([], "https://opentelemetry.io/schemas/1.30.0")
-            .build()
-    }
 
     fn context(trace: u128, span: u64, remote: bool, state: TraceState) -> SpanContext {
         SpanContext::new(TraceId::from(trace), SpanId::from(span), TraceFlags::SAMPLED, remote, state)
@@ -538,7 +497,7 @@ mod tests {
 
     #[test]
     fn spans_decode_as_the_sdks_conversion_makes_them() {
-        let resource = resource();
+        let resource = test_resource();
         let ours = ExportTraceServiceRequest::decode(traces(&EncodedResource::new(&resource), &spans()).as_slice())
             .expect("our bytes decode");
         let theirs = ExportTraceServiceRequest {
@@ -558,7 +517,7 @@ mod tests {
 
     #[test]
     fn an_empty_batch_is_a_resource_with_no_spans() {
-        let resource = resource();
+        let resource = test_resource();
         let ours = ExportTraceServiceRequest::decode(traces(&EncodedResource::new(&resource), &[]).as_slice()).unwrap();
         let theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -568,69 +527,6 @@ mod tests {
         };
         // The SDK sends a resource with no scopes; so do we.
         assert_eq!(ours, theirs);
-    }
-
-    /// Encodes each batch it is handed both ways.
-    #[derive(Debug, Clone, Default)]
-    struct Both(Arc<Mutex<Vec<Encoded>>>);
-
-    /// Ours, and the SDK's conversion.
-    type Encoded = (Vec<u8>, ExportLogsServiceRequest);
-
-    impl LogExporter for Both {
-        async fn export(&self, batch: LogBatch<'_>) -> opentelemetry_sdk::error::OTelSdkResult {
-            let resource = resource();
-            let ours = logs(&EncodedResource::new(&resource), &batch);
-            let theirs = ExportLogsServiceRequest {
-                resource_logs: group_logs_by_resource_and_scope(&batch, &ResourceAttributesWithSchema::from(&resource)),
-            };
-            self.0.lock().unwrap().push((ours, theirs));
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn log_records_decode_as_the_sdks_conversion_makes_them() {
-        let both = Both::default();
-        let provider = SdkLoggerProvider::builder().with_batch_exporter(both.clone()).build();
-        let logger = provider.logger("scimbridge");
-        let mut r = logger.create_log_record();
-        r.set_event_name("scimbridge.audit");
-        r.set_timestamp(UNIX_EPOCH + Duration::from_secs(1_763_900_000));
-        r.set_observed_timestamp(UNIX_EPOCH + Duration::from_secs(1_763_900_001));
-        r.set_severity_number(Severity::Info);
-        r.set_severity_text("INFO");
-        r.set_body(AnyValue::from("{\"change\":{}}".to_owned()));
-        r.add_attribute("scimbridge.tenant", "contoso");
-        r.add_attribute("http.response.status_code", 201_i64);
-        r.add_attribute("ok", true);
-        r.add_attribute("ratio", 0.5);
-        r.add_attribute(
-            "scim.attributes",
-            ["userName", "active"].into_iter().map(AnyValue::from).collect::<AnyValue>(),
-        );
-        r.add_attribute("map", AnyValue::Map(Box::new([(Key::new("k"), AnyValue::Int(1))].into_iter().collect())));
-        r.add_attribute("raw", AnyValue::Bytes(Box::new(vec![0, 1, 2])));
-        r.set_trace_context(TraceId::from(9), SpanId::from(10), Some(TraceFlags::SAMPLED));
-        logger.emit(r);
-        let mut bare = logger.create_log_record();
-        bare.set_observed_timestamp(UNIX_EPOCH + Duration::from_secs(1));
-        bare.set_target("elsewhere");
-        logger.emit(bare);
-        provider.shutdown().unwrap();
-
-        let exports = both.0.lock().unwrap();
-        assert_eq!(exports.len(), 1, "one batch");
-        let (ours, theirs) = &exports[0];
-        let ours = ExportLogsServiceRequest::decode(ours.as_slice()).unwrap();
-        let sorted = |mut r: ExportLogsServiceRequest| {
-            for rl in &mut r.resource_logs {
-                rl.scope_logs.sort_by_key(|s| s.scope.as_ref().map(|s| s.name.clone()));
-            }
-            r
-        };
-        assert_eq!(ours.resource_logs[0].scope_logs.len(), 2, "the target names a scope of its own");
-        assert_eq!(sorted(ours), sorted(theirs.clone()));
     }
 
     #[test]
