@@ -129,7 +129,7 @@ mod tests {
     use super::*;
     use crate::audit::{Change, Operation, Outcome, Trace, Who};
     use crate::backend::tally::{Attempt, Tally};
-    use crate::telemetry::otlp::LOG_SCOPE;
+    use crate::telemetry::otlp::SCOPE as LOG_SCOPE;
     use crate::telemetry::protobuf::{self, EncodedResource, test_resource};
 
     /// Converts each batch it is handed as the SDK's OTLP exporters do.
@@ -184,7 +184,7 @@ mod tests {
             records.bytes(LOG_RECORDS, &record.0);
         }
         provider.shutdown().unwrap();
-        let ours = protobuf::logs_of(&EncodedResource::new(&test_resource()), LOG_SCOPE, &records.0);
+        let ours = protobuf::request_of(&EncodedResource::new(&test_resource()), LOG_SCOPE, &records.0);
         let mut ours = ExportLogsServiceRequest::decode(ours.as_slice()).unwrap();
 
         let theirs = converted.0.lock().unwrap().clone();

@@ -1,22 +1,19 @@
-//! The OTLP/HTTP export: each batch of spans the SDK's batch processor hands over, and each
-//! batch of audit records the outbox gathers, is written as protobuf by
-//! [`protobuf`](super::protobuf) and POSTed to the collector, with the OTLP retry rules (429, 502, 503 and 504 and refused connections are tried
+//! The OTLP/HTTP export: each batch of spans or audit records an outbox gathers is POSTed to the
+//! collector with the OTLP retry rules (429, 502, 503 and 504 and refused connections are tried
 //! again, after `Retry-After` when the collector sends one, until the export's timeout).
 //!
-//! The request goes out on the gateway's Tokio runtime through reqwest (rustls, like every other
-//! outbound call): the batch processors run on threads of their own and only wait for the answer.
-//! Metrics (one export every few seconds) and gRPC stay with the SDK's exporters (`otlp`).
+//! The request goes out from the outbox's task on the gateway's Tokio runtime, through reqwest
+//! (rustls, like every other outbound call). Metrics (one export every few seconds) and gRPC stay
+//! with the SDK's exporters (`otlp`).
+//!
+//! May touch: the network (the collector).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 
-use super::protobuf::{self, EncodedResource};
+use super::protobuf;
 
 /// The first wait before trying an export again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -26,59 +23,32 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct HttpExport {
     client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
     url: reqwest::Url,
     headers: HeaderMap,
     timeout: Duration,
-    resource: EncodedResource,
-    shut: AtomicBool,
 }
 
 impl HttpExport {
     /// Exports to `url` with `headers` (marked sensitive: they carry API keys), each export
-    /// given up after `timeout`. The runtime is the caller's.
-    pub(super) fn new(
-        client: reqwest::Client,
-        url: reqwest::Url,
-        headers: HeaderMap,
-        timeout: Duration,
-    ) -> Result<Self, super::otlp::OtlpError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| super::otlp::OtlpError::NoRuntime)?;
-        let resource = EncodedResource::default();
-        Ok(Self { client, runtime, url, headers, timeout, resource, shut: AtomicBool::new(false) })
+    /// given up after `timeout`.
+    pub(super) fn new(client: reqwest::Client, url: reqwest::Url, headers: HeaderMap, timeout: Duration) -> Self {
+        Self { client, url, headers, timeout }
     }
 
-    /// Refuses exports from now on.
-    fn shutdown(&self) -> OTelSdkResult {
-        self.shut.store(true, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Posts `body` from a task of the runtime, trying again while the collector asks for it and
-    /// time is left.
-    pub(super) async fn post(&self, body: Vec<u8>) -> OTelSdkResult {
-        if self.shut.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
+    /// Posts `body`, trying again while the collector asks for it and time is left. Runs on the
+    /// runtime (the outbox's task).
+    pub(super) async fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
         send(&self.client, self.url.clone(), self.headers.clone(), body.into(), self.timeout).await
     }
+}
 
-    /// Sends `body` from a thread of its own (a batch processor's), trying again while the
-    /// collector asks for it and time is left.
-    async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
-        if self.shut.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let (client, url, headers, timeout) =
-            (self.client.clone(), self.url.clone(), self.headers.clone(), self.timeout);
-        // Spawned: the batch processor's thread has no runtime of its own, reqwest and the
-        // backoff timer need one.
-        let sent = self.runtime.spawn(async move { send(&client, url, headers, body.into(), timeout).await });
-        match sent.await {
-            Ok(result) => result,
-            Err(e) => Err(OTelSdkError::InternalFailure(format!("OTLP export task: {e}"))),
-        }
-    }
+/// Why an export was given up.
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP export to {target}: {why}")]
+pub struct ExportError {
+    /// Where the export went, without the URL's user part or query.
+    target: String,
+    why: String,
 }
 
 /// Posts `body` until it is taken, refused for good, or `timeout` has passed.
@@ -88,7 +58,7 @@ async fn send(
     headers: HeaderMap,
     body: bytes::Bytes,
     timeout: Duration,
-) -> OTelSdkResult {
+) -> Result<(), ExportError> {
     let deadline = Instant::now() + timeout;
     let mut backoff = FIRST_BACKOFF;
     // Only where the export goes, never its headers (API keys) or the URL's user part.
@@ -122,7 +92,7 @@ async fn send(
         };
         let wait = after.unwrap_or_else(|| backoff + jitter(backoff));
         if !retry || Instant::now() + wait >= deadline {
-            return Err(OTelSdkError::InternalFailure(format!("OTLP export to {target}: {why}")));
+            return Err(ExportError { target, why });
         }
         tokio::time::sleep(wait).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -146,26 +116,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn jitter(backoff: Duration) -> Duration {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     backoff / 5 * (nanos % 1_000) / 1_000
-}
-
-/// Spans over OTLP/HTTP.
-#[derive(Debug)]
-pub struct HttpSpans(pub(super) HttpExport);
-
-impl SpanExporter for HttpSpans {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = protobuf::traces(&self.0.resource, &batch);
-        drop(batch);
-        self.0.send(body).await
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        self.0.shutdown()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.resource = EncodedResource::new(resource);
-    }
 }
 
 #[cfg(test)]

@@ -1,174 +1,99 @@
-//! Which finished spans are exported when only a share of successful reads should be
-//! (`--trace-reads`): every span of a request that failed or changed something, and the traces a
-//! ratio picks among the other reads. A trace's fate is known only when its request's server span
-//! ends, after its app and store calls, so their spans wait here until then.
+//! Which traces are exported: the rules `trace` applies to each request's spans.
 //!
-//! A request failed when any of its spans has an error status or answered 4xx/5xx: a refused
-//! SCIM request (Entra's "failed" provisioning step) keeps its whole trace whatever the ratio. A
-//! change (create, replace, patch, delete, bulk) keeps it too: its audit record names the trace.
-//! So does a request whose caller sent a sampled `traceparent` (the head sampler, parent-based by
-//! default, drops the others before they get here): the caller's trace stays whole.
-//! The ratio looks at the trace id (as the standard `traceidratio` sampler does), so a picked
-//! trace skips the waiting and every span of it is picked alike.
+//! First the head sampler, as `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name it
+//! ([`Sampler`]; by default `parentbased_always_on`: a request follows its caller's decision, a
+//! new trace is sampled). A trace it leaves out is never recorded.
 //!
-//! Most reads the ratio leaves out never get here: `trace::Span` records them without the SDK and
-//! makes their spans only if they fail. What arrives is changes, picked reads, traces callers
-//! asked for, failed reads, and spans made outside any request; the rules above apply to all.
+//! Of the sampled ones, with `--trace-reads` below 1: every span of a request that failed or
+//! changed something, and the traces a ratio picks among the other reads. A request failed when
+//! any of its spans has an error status or answered 4xx/5xx: a refused SCIM request (Entra's
+//! "failed" provisioning step) keeps its whole trace whatever the ratio. A change (create,
+//! replace, patch, delete, bulk) keeps it too: its audit record names the trace. So does a
+//! request whose caller sent a sampled `traceparent`: the caller's trace stays whole. The ratio
+//! looks at the trace id, as the standard `traceidratio` sampler does.
 //!
-//! Touches only the spans handed to it; it sits between the SDK and the batch processor.
+//! Pure: no I/O, no state.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanContext, Status, TraceId};
 
-use opentelemetry::trace::{SpanId, Status, TraceId};
-use opentelemetry::{Context, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-
-/// How many decided traces are remembered for spans that end after their request (a lock
-/// released by a spawned task, within milliseconds): slots of a table indexed by trace id, a
-/// newer trace taking an older one's slot. 128 KiB, where two hash maps of 16,384 traces each
-/// took a megabyte, written at a random place per request: enough to push the allocator's and
-/// the request's own data out of the core's cache.
-const REMEMBERED: usize = 4_096;
-const _: () = assert!(REMEMBERED.is_power_of_two());
-/// A waiting trace whose request never ended (its server span lost) is let go after this long.
-const STALE: Duration = Duration::from_secs(60);
-/// Stale traces are looked for once in this many spans.
-const SWEEP_EVERY: u64 = 4_096;
-
-/// The processor: see the module documentation.
-#[derive(Debug)]
-pub struct KeepFailures<P> {
-    inner: P,
-    /// Traces whose id, read as the `traceidratio` sampler reads it, is below this are picked.
-    threshold: u64,
-    state: Arc<Mutex<State>>,
+/// Why the sampler variables were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerError {
+    #[error(
+        "OTEL_TRACES_SAMPLER `{0}` is not supported; use always_on, always_off, traceidratio or their parentbased_ forms"
+    )]
+    Name(String),
+    #[error("OTEL_TRACES_SAMPLER_ARG `{0}` is not a ratio between 0 and 1")]
+    Ratio(String),
 }
 
-/// Tells the processor at a request's start that its trace is kept whatever happens (a change):
-/// its spans then leave as they end instead of waiting for the request's.
-#[derive(Debug, Clone)]
-pub struct Early(Arc<Mutex<State>>);
+/// The head sampler: whether a trace is recorded at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    /// Whether a caller's decision (a valid `traceparent`) is followed.
+    parent_based: bool,
+    /// The decision for a new trace.
+    root: Root,
+}
 
-impl Early {
-    /// Keeps the trace `id`.
-    pub fn keep(&self, id: TraceId) {
-        if let Ok(mut state) = self.0.lock() {
-            state.remember(id, true);
-        }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    On,
+    Off,
+    /// Trace ids under this bound ([`threshold`]).
+    Ratio(u64),
+}
+
+impl Default for Sampler {
+    /// `parentbased_always_on`, the specification's default.
+    fn default() -> Self {
+        Self { parent_based: true, root: Root::On }
     }
 }
 
-#[derive(Debug)]
-struct State {
-    waiting: HashMap<TraceId, Waiting>,
-    /// The fate of recently decided traces, at [`slot`]. A caller choosing trace ids can only
-    /// make its own traces forget others' fates sooner: nothing grows and no lookup slows.
-    decided: Box<[Option<(TraceId, bool)>]>,
-    ended: u64,
-}
-
-/// Where a trace's fate is remembered: its id's halves folded and multiplied, the product's top
-/// bits the slot, so a difference anywhere in the id moves it (the SDK's ids are random; a
-/// caller's may differ in a few bits only).
-fn slot(id: TraceId) -> usize {
-    let v = u128::from_be_bytes(id.to_bytes());
-    let folded = (v as u64) ^ ((v >> 64) as u64);
-    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - REMEMBERED.trailing_zeros())) as usize
-}
-
-#[derive(Debug)]
-struct Waiting {
-    spans: Vec<SpanData>,
-    failed: bool,
-    since: SystemTime,
-}
-
-impl<P: SpanProcessor> KeepFailures<P> {
-    /// Hands `inner` the spans of failed requests and changes, and a `reads` share (0 to 1) of
-    /// the other requests'.
-    pub fn new(inner: P, reads: f64) -> Self {
-        let threshold = threshold(reads);
-        let state = State { waiting: HashMap::new(), decided: vec![None; REMEMBERED].into(), ended: 0 };
-        Self { inner, threshold, state: Arc::new(Mutex::new(state)) }
-    }
-
-    /// The way to keep a trace before its spans end.
-    pub fn early(&self) -> Early {
-        Early(Arc::clone(&self.state))
-    }
-
-    fn picked(&self, id: TraceId) -> bool {
-        picked(self.threshold, id)
-    }
-
-    /// What to hand on now that `span` ended; the lock is not held while handing on.
-    fn settle(&self, span: SpanData) -> Vec<SpanData> {
-        let id = span.span_context.trace_id();
-        let failed = failed(&span);
-        // The request's own span: its parent, if any, is the caller's.
-        let root = span.parent_span_id == SpanId::INVALID || span.parent_span_is_remote;
-        let Ok(mut state) = self.state.lock() else { return vec![span] };
-        state.ended += 1;
-        if state.ended % SWEEP_EVERY == 0 {
-            state.sweep();
-        }
-        if root {
-            // A caller that sent a sampled `traceparent` asked for this trace: it is theirs too.
-            let asked = span.parent_span_is_remote;
-            let kept = failed || asked || changed(&span) || state.fate(id) == Some(true);
-            let (mut spans, keep) = match state.waiting.remove(&id) {
-                Some(w) => (w.spans, w.failed || kept),
-                None => (Vec::new(), kept),
-            };
-            state.remember(id, keep);
-            if !keep {
-                return Vec::new();
+impl Sampler {
+    /// The sampler that `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (read through `var`)
+    /// name; the default when unset. The ratio's argument defaults to 1.
+    pub fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, SamplerError> {
+        let Some(name) = var("OTEL_TRACES_SAMPLER").map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty())
+        else {
+            return Ok(Self::default());
+        };
+        let (parent_based, root) = match name.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None => (false, name.as_str()),
+        };
+        let root = match root {
+            "always_on" => Root::On,
+            "always_off" => Root::Off,
+            "traceidratio" => {
+                let ratio = match var("OTEL_TRACES_SAMPLER_ARG").filter(|a| !a.trim().is_empty()) {
+                    None => 1.0,
+                    Some(arg) => arg
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| (0.0..=1.0).contains(r))
+                        .ok_or(SamplerError::Ratio(arg))?,
+                };
+                Root::Ratio(threshold(ratio))
             }
-            spans.push(span);
-            return spans;
+            _ => return Err(SamplerError::Name(name)),
+        };
+        Ok(Self { parent_based, root })
+    }
+
+    /// Whether the trace `id`, under `caller` (invalid when the request has none), is sampled.
+    pub fn sample(&self, caller: &SpanContext, id: TraceId) -> bool {
+        if self.parent_based && caller.is_valid() {
+            return caller.is_sampled();
         }
-        match state.fate(id) {
-            Some(true) => return vec![span],
-            Some(false) if !failed => return Vec::new(),
-            // A late failure keeps itself, if not its (already dropped) request.
-            Some(false) => return vec![span],
-            None => {}
+        match self.root {
+            Root::On => true,
+            Root::Off => false,
+            Root::Ratio(bound) => picked(bound, id),
         }
-        let w = state.waiting.entry(id).or_insert_with(|| Waiting {
-            spans: Vec::new(),
-            failed: false,
-            since: span.end_time,
-        });
-        w.failed |= failed;
-        w.spans.push(span);
-        Vec::new()
-    }
-
-    /// The spans still waiting whose request failed (at shutdown: nothing more will end).
-    fn drain_failed(&self) -> Vec<SpanData> {
-        let Ok(mut state) = self.state.lock() else { return Vec::new() };
-        state.waiting.drain().filter(|(_, w)| w.failed).flat_map(|(_, w)| w.spans).collect()
-    }
-}
-
-impl State {
-    fn remember(&mut self, id: TraceId, keep: bool) {
-        self.decided[slot(id)] = Some((id, keep));
-    }
-
-    /// Whether a recently decided trace was kept.
-    fn fate(&self, id: TraceId) -> Option<bool> {
-        self.decided[slot(id)].filter(|(t, _)| *t == id).map(|(_, keep)| keep)
-    }
-
-    /// Lets go of traces whose request never ended.
-    fn sweep(&mut self) {
-        let now = SystemTime::now();
-        self.waiting.retain(|_, w| now.duration_since(w.since).map_or(true, |age| age < STALE));
     }
 }
 
@@ -193,18 +118,6 @@ pub fn is_change(op: &str) -> bool {
     CHANGES.contains(&op)
 }
 
-/// A request span whose operation is a change.
-fn changed(span: &SpanData) -> bool {
-    span.attributes.iter().any(|kv| {
-        kv.key.as_str() == "scim.operation" && matches!(&kv.value, Value::String(op) if is_change(op.as_str()))
-    })
-}
-
-/// An error status, or an HTTP answer of 400 or above.
-fn failed(span: &SpanData) -> bool {
-    failure(&span.status, &span.attributes)
-}
-
 /// Whether a span with `status` and `attributes` failed: an error status, or an HTTP answer of
 /// 400 or above.
 pub(super) fn failure(status: &Status, attributes: &[opentelemetry::KeyValue]) -> bool {
@@ -214,216 +127,79 @@ pub(super) fn failure(status: &Status, attributes: &[opentelemetry::KeyValue]) -
             .any(|kv| kv.key.as_str() == "http.response.status_code" && matches!(kv.value, Value::I64(s) if s >= 400))
 }
 
-impl<P: SpanProcessor> SpanProcessor for KeepFailures<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        if self.picked(span.span_context.trace_id()) {
-            self.inner.on_end(span);
-            return;
-        }
-        for s in self.settle(span) {
-            self.inner.on_end(s);
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        for s in self.drain_failed() {
-            self.inner.on_end(s);
-        }
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::collections::HashMap;
 
     use opentelemetry::KeyValue;
-    use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceState};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
 
     use super::*;
 
-    /// Records what it is handed.
-    #[derive(Debug, Default, Clone)]
-    struct Handed(Arc<Mutex<Vec<String>>>);
-
-    impl SpanProcessor for Handed {
-        fn on_start(&self, _: &mut Span, _: &Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span.name.into_owned());
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-            Ok(())
-        }
-    }
-
-    impl Handed {
-        fn take(&self) -> Vec<String> {
-            std::mem::take(&mut *self.0.lock().unwrap())
-        }
-    }
-
     /// A trace id whose low bits put it at `at` (0 to 1) of the ratio's range.
-    fn trace(at: f64, n: u8) -> TraceId {
+    fn trace(at: f64) -> TraceId {
         let low = ((at * (1u64 << 63) as f64) as u64) << 1;
         let mut bytes = [0u8; 16];
-        bytes[0] = n;
         bytes[8..].copy_from_slice(&low.to_be_bytes());
         TraceId::from_bytes(bytes)
     }
 
-    fn span(trace: TraceId, name: &str, parent: Option<u64>, status: Option<i64>, error: bool) -> SpanData {
-        let id = if parent.is_some() { 2 } else { 1 };
-        SpanData {
-            span_context: SpanContext::new(
-                trace,
-                SpanId::from_bytes((id as u64).to_be_bytes()),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: parent.map_or(SpanId::INVALID, |p| SpanId::from_bytes(p.to_be_bytes())),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: name.to_owned().into(),
-            start_time: SystemTime::now(),
-            end_time: SystemTime::now(),
-            attributes: status.map(|s| KeyValue::new("http.response.status_code", s)).into_iter().collect(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: if error { Status::error("") } else { Status::Unset },
-            instrumentation_scope: Default::default(),
-        }
+    fn sampler(vars: &[(&str, &str)]) -> Result<Sampler, SamplerError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Sampler::from_env(&|k| vars.get(k).cloned())
     }
 
-    #[test]
-    fn failures_and_changes_keep_every_span_and_a_share_of_reads_is_picked() {
-        let handed = Handed::default();
-        let keep = KeepFailures::new(handed.clone(), 0.25);
-
-        // Not picked, succeeded: nothing leaves.
-        let ok = trace(0.5, 1);
-        keep.on_end(span(ok, "ok call", Some(1), Some(200), false));
-        keep.on_end(span(ok, "ok request", None, Some(200), false));
-        assert!(handed.take().is_empty());
-
-        // Not picked, the request answered 409: its call waited for it, then both leave.
-        let refused = trace(0.9, 2);
-        keep.on_end(span(refused, "409 call", Some(1), Some(409), true));
-        assert!(handed.take().is_empty(), "the call waits for its request");
-        keep.on_end(span(refused, "409 request", None, Some(409), false));
-        assert_eq!(handed.take(), ["409 call", "409 request"]);
-
-        // A failed attempt that a retry made good still keeps the request's trace.
-        let retried = trace(0.7, 3);
-        keep.on_end(span(retried, "attempt 1", Some(1), None, true));
-        keep.on_end(span(retried, "attempt 2", Some(1), Some(200), false));
-        keep.on_end(span(retried, "request", None, Some(200), false));
-        assert_eq!(handed.take(), ["attempt 1", "attempt 2", "request"]);
-
-        // A caller's sampled trace: kept though it succeeded.
-        let theirs = trace(0.6, 5);
-        keep.on_end(span(theirs, "their call", Some(1), Some(200), false));
-        keep.on_end(SpanData {
-            parent_span_is_remote: true,
-            ..span(theirs, "their request", Some(9), Some(200), false)
-        });
-        assert_eq!(handed.take(), ["their call", "their request"]);
-
-        // Not picked, a successful change: kept, as its audit record names the trace.
-        let change = trace(0.8, 6);
-        keep.on_end(span(change, "create call", Some(1), Some(201), false));
-        let mut request = span(change, "create request", None, Some(201), false);
-        request.attributes.push(KeyValue::new("scim.operation", "create"));
-        keep.on_end(request);
-        assert_eq!(handed.take(), ["create call", "create request"]);
-        let read = trace(0.8, 7);
-        let mut request = span(read, "list request", None, Some(200), false);
-        request.attributes.push(KeyValue::new("scim.operation", "list"));
-        keep.on_end(request);
-        assert!(handed.take().is_empty(), "a read is not a change");
-
-        // Picked by the ratio: straight through, nothing waits.
-        let picked = trace(0.1, 4);
-        keep.on_end(span(picked, "picked call", Some(1), Some(200), false));
-        assert_eq!(handed.take(), ["picked call"]);
-
-        // A span ending after its request follows the request's fate.
-        keep.on_end(span(ok, "late release", Some(1), None, false));
-        keep.on_end(span(refused, "late release", Some(1), None, false));
-        assert_eq!(handed.take(), ["late release"]);
-        assert!(keep.state.lock().unwrap().waiting.is_empty(), "nothing left waiting");
-    }
-
-    #[test]
-    fn a_trace_kept_early_hands_its_spans_on_as_they_end() {
-        let handed = Handed::default();
-        let keep = KeepFailures::new(handed.clone(), 0.0);
-        let change = trace(0.8, 1);
-        keep.early().keep(change);
-        keep.on_end(span(change, "store write", Some(1), None, false));
-        assert_eq!(handed.take(), ["store write"], "no wait for the request");
-        keep.on_end(span(change, "patch request", None, Some(200), false));
-        assert_eq!(handed.take(), ["patch request"]);
-        assert!(keep.state.lock().unwrap().waiting.is_empty());
-    }
-
-    #[test]
-    fn fates_are_remembered_in_slots_a_newer_trace_can_take() {
-        let keep = KeepFailures::new(Handed::default(), 0.0);
-        let first = trace(0.5, 1);
-        let mut state = keep.state.lock().unwrap();
-        state.remember(first, true);
-        for n in 2..200 {
-            state.remember(trace(0.25 + f64::from(n) / 1000.0, n), false);
-        }
-        assert_eq!(state.fate(first), Some(true), "other slots leave it alone");
-        assert_eq!(state.fate(trace(0.5, 2)), None, "a trace never decided has no fate");
-        // The same slot: the newer trace's fate replaces it.
-        let rival = TraceId::from_bytes({
-            let mut b = first.to_bytes();
-            b[0] ^= 0x40;
-            b[8] ^= 0x40;
-            b
-        });
-        assert_eq!(slot(rival), slot(first));
-        state.remember(rival, false);
-        assert_eq!((state.fate(first), state.fate(rival)), (None, Some(false)));
+    fn caller(sampled: bool) -> SpanContext {
+        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        SpanContext::new(trace(0.9), SpanId::from(7), flags, true, TraceState::NONE)
     }
 
     #[test]
     fn the_ratios_ends_are_exact() {
-        let none = KeepFailures::new(Handed::default(), 0.0);
-        let all = KeepFailures::new(Handed::default(), 1.0);
         for at in [0.0, 0.3, 0.999_999] {
-            assert!(!none.picked(trace(at, 0)));
-            assert!(all.picked(trace(at, 0)));
+            assert!(!picked(threshold(0.0), trace(at)));
+            assert!(picked(threshold(1.0), trace(at)));
+        }
+        assert!(picked(threshold(0.25), trace(0.2)) && !picked(threshold(0.25), trace(0.3)));
+    }
+
+    #[test]
+    fn the_sampler_is_read_as_the_specification_names_it() {
+        let none = SpanContext::empty_context();
+        let default = sampler(&[]).unwrap();
+        assert_eq!(default, Sampler::default());
+        assert!(default.sample(&none, trace(0.5)), "a new trace is sampled");
+        assert!(!default.sample(&caller(false), trace(0.5)), "a caller's decision is followed");
+
+        let ratio =
+            sampler(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")])
+                .unwrap();
+        assert!(ratio.sample(&none, trace(0.2)) && !ratio.sample(&none, trace(0.3)));
+        assert!(ratio.sample(&caller(true), trace(0.9)), "the caller's, whatever the id");
+
+        let own = sampler(&[("OTEL_TRACES_SAMPLER", "TraceIdRatio"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")]).unwrap();
+        assert!(!own.sample(&caller(true), trace(0.9)), "not parent-based: the id decides");
+        let off = sampler(&[("OTEL_TRACES_SAMPLER", "always_off")]).unwrap();
+        assert!(!off.sample(&none, trace(0.0)));
+        let all = sampler(&[("OTEL_TRACES_SAMPLER", "traceidratio")]).unwrap();
+        assert!(all.sample(&none, trace(0.999)), "the ratio defaults to 1");
+
+        assert_eq!(
+            sampler(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]),
+            Err(SamplerError::Name("jaeger_remote".into()))
+        );
+        for bad in ["1.5", "-0.1", "half"] {
+            let vars = [("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", bad)];
+            assert_eq!(sampler(&vars), Err(SamplerError::Ratio(bad.into())));
         }
     }
 
     #[test]
-    fn at_shutdown_waiting_failures_leave_and_the_rest_is_let_go() {
-        let handed = Handed::default();
-        let keep = KeepFailures::new(handed.clone(), 0.0);
-        keep.on_end(span(trace(0.5, 1), "orphan failure", Some(1), Some(500), true));
-        keep.on_end(span(trace(0.5, 2), "orphan success", Some(1), Some(200), false));
-        keep.shutdown_with_timeout(Duration::from_secs(1)).unwrap();
-        assert_eq!(handed.take(), ["orphan failure"]);
+    fn a_failure_is_an_error_status_or_an_answer_of_400_and_above() {
+        let status = |s: i64| [KeyValue::new("http.response.status_code", s)];
+        assert!(!failure(&Status::Unset, &status(201)));
+        assert!(failure(&Status::Unset, &status(409)));
+        assert!(failure(&Status::error(""), &[]));
+        assert!(is_change("patch") && !is_change("list"));
     }
 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     config_reloads: Counter<u64>,
     auth_failures: Counter<u64>,
     audit_dropped: Counter<u64>,
+    spans_dropped: Counter<u64>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new(&opentelemetry::global::meter("scimbridge")));
@@ -111,7 +112,13 @@ impl Metrics {
                 meter,
                 "scimbridge.audit.dropped",
                 "{event}",
-                "Audit events the audit log could not take (its queue full) or write",
+                "Audit events lost: the audit log's queue full or a failed write, or OTLP records that found no room or whose export failed for good",
+            ),
+            spans_dropped: counter(
+                meter,
+                "scimbridge.telemetry.spans.dropped",
+                "{span}",
+                "Spans lost on their way to the collector: no room to wait in, or an export that failed for good",
             ),
         }
     }
@@ -195,9 +202,14 @@ impl Metrics {
         self.auth_failures.add(1, &[KeyValue::new("tenant", tenant.to_owned()), KeyValue::new("reason", reason)]);
     }
 
-    /// Audit events lost to the audit log.
+    /// Audit events lost to the audit log or its OTLP export.
     pub fn audit_dropped(&self, n: u64) {
         self.audit_dropped.add(n, &[]);
+    }
+
+    /// Spans lost to their OTLP export.
+    pub fn spans_dropped(&self, n: u64) {
+        self.spans_dropped.add(n, &[]);
     }
 }
 

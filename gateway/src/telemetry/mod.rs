@@ -24,11 +24,10 @@ use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::LoggerProvider as _;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt;
@@ -122,16 +121,10 @@ pub enum TelemetryError {
 /// drop it while the runtime that [`init`] ran in is still alive (exports run on it).
 #[must_use = "dropping the guard stops the exporters"]
 pub struct Telemetry {
-    tracer: Option<SdkTracerProvider>,
+    traces: Option<otlp::Export<Arc<BatchSpanProcessor>>>,
     meter: Option<SdkMeterProvider>,
-    logs: Option<Logs>,
+    logs: Option<otlp::Export<SdkLoggerProvider>>,
     scrape: Option<Scrape>,
-}
-
-/// The export of audit records that runs.
-enum Logs {
-    Outbox(Arc<outbox::Outbox>, outbox::Exporting),
-    Sdk(SdkLoggerProvider),
 }
 
 /// Where audit records go over OTLP: encoded into the outbox (OTLP/HTTP), or as SDK log records
@@ -142,8 +135,13 @@ pub enum AuditExport {
     Sdk(SdkLogger),
 }
 
-/// How long shutdown waits for the audit records' last export.
+/// How long shutdown waits for an outbox's last export.
 const LAST_EXPORT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends what an outbox holds and stops its task.
+fn finish(exporting: outbox::Exporting) -> Result<(), String> {
+    exporting.finish(LAST_EXPORT).then_some(()).ok_or_else(|| "timed out".to_owned())
+}
 
 impl Telemetry {
     /// The Prometheus scrape source, when [`Config::prometheus`] asked for one.
@@ -154,8 +152,8 @@ impl Telemetry {
     /// Where audit records go over OTLP, when the log signal is configured.
     pub fn audit_export(&self) -> Option<AuditExport> {
         self.logs.as_ref().map(|l| match l {
-            Logs::Outbox(outbox, _) => AuditExport::Outbox(Arc::clone(outbox)),
-            Logs::Sdk(p) => AuditExport::Sdk(p.logger(otlp::LOG_SCOPE)),
+            otlp::Export::Outbox(outbox, _) => AuditExport::Outbox(Arc::clone(outbox)),
+            otlp::Export::Batch(p) => AuditExport::Sdk(p.logger(otlp::SCOPE)),
         })
     }
 }
@@ -163,9 +161,12 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         // Errors here can only be reported to the log that is shutting down with them.
-        if let Some(t) = self.tracer.take()
-            && let Err(e) = t.shutdown()
-        {
+        let flushed = match self.traces.take() {
+            Some(otlp::Export::Batch(b)) => b.shutdown().map_err(|e| e.to_string()),
+            Some(otlp::Export::Outbox(_, exporting)) => finish(exporting),
+            None => Ok(()),
+        };
+        if let Err(e) = flushed {
             eprintln!("telemetry: flushing spans failed: {e}");
         }
         if let Some(m) = self.meter.take()
@@ -174,10 +175,8 @@ impl Drop for Telemetry {
             eprintln!("telemetry: flushing metrics failed: {e}");
         }
         let flushed = match self.logs.take() {
-            Some(Logs::Sdk(l)) => l.shutdown().map_err(|e| e.to_string()),
-            Some(Logs::Outbox(_, exporting)) => {
-                exporting.finish(LAST_EXPORT).then_some(()).ok_or_else(|| "timed out".to_owned())
-            }
+            Some(otlp::Export::Batch(l)) => l.shutdown().map_err(|e| e.to_string()),
+            Some(otlp::Export::Outbox(_, exporting)) => finish(exporting),
             None => Ok(()),
         };
         if let Err(e) = flushed {
@@ -191,33 +190,31 @@ impl Drop for Telemetry {
 /// the exporters send on it.
 pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryError> {
     let resource = resource();
-    let traces = config.otlp.traces()?;
+    let traces_signal = config.otlp.traces()?;
     let metrics_signal = config.otlp.metrics()?;
     let logs_signal = config.otlp.logs()?;
-    // With a share of reads: the processor that keeps failures and changes, and its handle for
-    // the spans' side.
-    let mut reads = None;
-    let tracer = match &traces {
+    let traces = match &traces_signal {
         Some(signal) => {
-            let batch = otlp::span_batch(signal)?;
-            let builder = SdkTracerProvider::builder()
-                .with_resource(resource.clone())
-                .with_id_generator(trace::Planned::default());
-            let builder = if config.trace_reads < 1.0 {
-                let keep = keep::KeepFailures::new(batch, config.trace_reads);
-                reads = Some((config.trace_reads, keep.early()));
-                builder.with_span_processor(keep)
-            } else {
-                builder.with_span_processor(batch)
+            let sampler = keep::Sampler::from_env(&|k| std::env::var(k).ok()).map_err(otlp::OtlpError::from)?;
+            let (export, sink) = match otlp::span_export(signal, &resource, spans_lost)? {
+                otlp::Export::Outbox(outbox, exporting) => {
+                    let sink = trace::Sink::Outbox(Arc::clone(&outbox));
+                    (otlp::Export::Outbox(outbox, exporting), sink)
+                }
+                otlp::Export::Batch(batch) => {
+                    let batch = Arc::new(batch);
+                    (otlp::Export::Batch(Arc::clone(&batch)), trace::Sink::Batch(batch))
+                }
             };
-            Some(builder.build())
+            trace::install(trace::Tracing::new(sink, sampler, config.trace_reads));
+            Some(export)
         }
         None => None,
     };
     let audit = match &logs_signal {
         Some(signal) => Some(match otlp::log_export(signal, &resource, audit_lost)? {
-            otlp::LogExport::Outbox(outbox, exporting) => Logs::Outbox(outbox, exporting),
-            otlp::LogExport::Batch(batch) => Logs::Sdk(
+            otlp::Export::Outbox(outbox, exporting) => otlp::Export::Outbox(outbox, exporting),
+            otlp::Export::Batch(batch) => otlp::Export::Batch(
                 SdkLoggerProvider::builder().with_log_processor(batch).with_resource(resource.clone()).build(),
             ),
         }),
@@ -246,17 +243,19 @@ pub fn init(format: LogFormat, config: &Config) -> Result<Telemetry, TelemetryEr
         LogFormat::Text => fmt::layer().compact().with_writer(std::io::stderr).boxed(),
     };
     // Warnings and errors become events of the span they happen in.
-    let events = tracer.as_ref().map(|provider| {
-        trace::install(provider.tracer("scimbridge"), reads.take());
-        trace::SpanEvents.with_filter(LevelFilter::WARN)
-    });
+    let events = traces.as_ref().map(|_| trace::SpanEvents.with_filter(LevelFilter::WARN));
     // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(fmt.with_filter(logs)).with(events).try_init();
-    if let Some(signal) = traces.as_ref().or(metrics_signal.as_ref()).or(logs_signal.as_ref()) {
-        let (traces, metrics, logs) = (traces.is_some(), metrics_signal.is_some(), logs_signal.is_some());
+    if let Some(signal) = traces_signal.as_ref().or(metrics_signal.as_ref()).or(logs_signal.as_ref()) {
+        let (traces, metrics, logs) = (traces_signal.is_some(), metrics_signal.is_some(), logs_signal.is_some());
         tracing::info!(protocol = signal.protocol.as_str(), traces, metrics, logs, "OTLP export on");
     }
-    Ok(Telemetry { tracer, meter, logs: audit, scrape })
+    Ok(Telemetry { traces, meter, logs: audit, scrape })
+}
+
+/// Counts spans lost on their way to the collector.
+fn spans_lost(n: u64) {
+    metrics::get().spans_dropped(n);
 }
 
 /// Counts audit records lost on their way to the collector.

@@ -20,10 +20,10 @@ use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::BatchLogProcessor;
-use opentelemetry_sdk::trace::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::export::{HttpExport, HttpSpans};
+use super::export::HttpExport;
 use super::outbox::{self, Exporting, Outbox};
 use super::protobuf::{self, EncodedResource};
 
@@ -73,6 +73,8 @@ pub enum OtlpError {
     Timeout(String),
     #[error("{0} is not a positive number")]
     Number(String),
+    #[error(transparent)]
+    Sampler(#[from] super::keep::SamplerError),
     #[error("OTLP compression `{0}` is not supported; leave it unset or `none`")]
     Compression(String),
     #[error("OTLP export needs the Tokio runtime")]
@@ -234,7 +236,7 @@ impl Signal {
     /// The HTTP exporter's shared part, for our span and log exporters.
     fn http_export(&self) -> Result<HttpExport, OtlpError> {
         let target = self.target(&|k| std::env::var(k).ok())?;
-        HttpExport::new(client()?, target.url, header_map(&target.headers)?, target.timeout)
+        Ok(HttpExport::new(client()?, target.url, header_map(&target.headers)?, target.timeout))
     }
 }
 
@@ -297,15 +299,6 @@ macro_rules! grpc {
     }};
 }
 
-/// The batch processor that exports spans for `signal`.
-pub fn span_batch(signal: &Signal) -> Result<BatchSpanProcessor, OtlpError> {
-    debug_assert_eq!(signal.kind, Kind::Traces);
-    Ok(match signal.protocol {
-        Protocol::HttpProtobuf => BatchSpanProcessor::builder(HttpSpans(signal.http_export()?)).build(),
-        Protocol::Grpc => BatchSpanProcessor::builder(grpc!(opentelemetry_otlp::SpanExporter, signal)).build(),
-    })
-}
-
 /// The metric exporter for `signal` (cumulative temporality, as Prometheus-style backends
 /// expect): the SDK's over either transport, as metrics leave only every few seconds.
 pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
@@ -324,57 +317,99 @@ pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
     })
 }
 
-/// How audit records leave for `signal`: over OTLP/HTTP through an outbox of encoded records and
-/// its exporting task, over gRPC through the SDK's batch processor.
-pub enum LogExport {
+/// How a signal's records (spans, audit records) leave: over OTLP/HTTP through an outbox of
+/// encoded records and its exporting task, over gRPC through the SDK's batch processor `P`.
+pub enum Export<P> {
     Outbox(Arc<Outbox>, Exporting),
-    Batch(BatchLogProcessor),
+    Batch(P),
 }
 
-/// The scope of audit records.
-pub const LOG_SCOPE: &str = "scimbridge";
+/// The instrumentation scope of our spans and audit records.
+pub const SCOPE: &str = "scimbridge";
 
-/// Starts the export of log records (audit records) for `signal`; `lost` counts records lost.
-pub fn log_export(signal: &Signal, resource: &Resource, lost: fn(u64)) -> Result<LogExport, OtlpError> {
-    debug_assert_eq!(signal.kind, Kind::Logs);
+/// Starts the export of spans for `signal`; `lost` counts spans lost.
+pub fn span_export(
+    signal: &Signal,
+    resource: &Resource,
+    lost: fn(u64),
+) -> Result<Export<BatchSpanProcessor>, OtlpError> {
+    debug_assert_eq!(signal.kind, Kind::Traces);
     Ok(match signal.protocol {
-        Protocol::HttpProtobuf => {
-            let export = signal.http_export()?;
-            let resource = EncodedResource::new(resource);
-            let limits = log_limits(&|k| std::env::var(k).ok())?;
-            let outbox = Arc::new(Outbox::new(limits, lost));
-            let wrap = Box::new(move |records: &[u8]| protobuf::logs_of(&resource, LOG_SCOPE, records));
-            let exporting = outbox::start(Arc::clone(&outbox), export, wrap);
-            LogExport::Outbox(outbox, exporting)
-        }
+        Protocol::HttpProtobuf => outbox(signal, resource, Batching::SPANS, lost)?,
         Protocol::Grpc => {
-            LogExport::Batch(BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build())
+            let batch = Batching::SPANS.limits(&|k| std::env::var(k).ok())?;
+            let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_max_queue_size(batch.queue)
+                .with_max_export_batch_size(batch.batch)
+                .with_scheduled_delay(batch.delay)
+                .build();
+            let mut processor = BatchSpanProcessor::builder(grpc!(opentelemetry_otlp::SpanExporter, signal))
+                .with_batch_config(config)
+                .build();
+            SpanProcessor::set_resource(&mut processor, resource);
+            Export::Batch(processor)
         }
     })
 }
 
-/// The outbox's limits from `OTEL_BLRP_SCHEDULE_DELAY` (milliseconds), `OTEL_BLRP_MAX_QUEUE_SIZE`
-/// and `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, as the SDK's batch processor reads them.
-fn log_limits(var: &dyn Fn(&str) -> Option<String>) -> Result<outbox::Limits, OtlpError> {
-    let number = |name: &str| -> Result<Option<u64>, OtlpError> {
-        match var(name).filter(|v| !v.trim().is_empty()) {
-            None => Ok(None),
-            Some(v) => {
-                v.trim().parse().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| OtlpError::Number(name.to_owned()))
-            }
+/// Starts the export of log records (audit records) for `signal`; `lost` counts records lost.
+pub fn log_export(signal: &Signal, resource: &Resource, lost: fn(u64)) -> Result<Export<BatchLogProcessor>, OtlpError> {
+    debug_assert_eq!(signal.kind, Kind::Logs);
+    Ok(match signal.protocol {
+        Protocol::HttpProtobuf => outbox(signal, resource, Batching::LOGS, lost)?,
+        Protocol::Grpc => {
+            Export::Batch(BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build())
         }
-    };
-    let mut limits = outbox::Limits::default();
-    if let Some(ms) = number("OTEL_BLRP_SCHEDULE_DELAY")? {
-        limits.delay = Duration::from_millis(ms);
+    })
+}
+
+/// An outbox for `signal` and the task that exports it over HTTP.
+fn outbox<P>(signal: &Signal, resource: &Resource, batching: Batching, lost: fn(u64)) -> Result<Export<P>, OtlpError> {
+    let export = signal.http_export()?;
+    let limits = batching.limits(&|k| std::env::var(k).ok())?;
+    let resource = EncodedResource::new(resource);
+    let outbox = Arc::new(Outbox::new(limits, lost));
+    let wrap = Box::new(move |records: &[u8]| protobuf::request_of(&resource, SCOPE, records));
+    let exporting = outbox::start(Arc::clone(&outbox), export, wrap);
+    Ok(Export::Outbox(outbox, exporting))
+}
+
+/// A signal's batch settings: the prefix of their variables and their defaults.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    prefix: &'static str,
+    delay_ms: u64,
+}
+
+impl Batching {
+    /// `OTEL_BSP_*`: spans wait 5 s at most.
+    const SPANS: Self = Self { prefix: "OTEL_BSP", delay_ms: 5_000 };
+    /// `OTEL_BLRP_*`: log records wait 1 s at most.
+    const LOGS: Self = Self { prefix: "OTEL_BLRP", delay_ms: 1_000 };
+
+    /// The limits from `<prefix>_SCHEDULE_DELAY` (milliseconds), `<prefix>_MAX_QUEUE_SIZE` and
+    /// `<prefix>_MAX_EXPORT_BATCH_SIZE`, as the SDK's batch processors read them.
+    fn limits(self, var: &dyn Fn(&str) -> Option<String>) -> Result<outbox::Limits, OtlpError> {
+        let number = |suffix: &str| -> Result<Option<u64>, OtlpError> {
+            let name = format!("{}_{suffix}", self.prefix);
+            match var(&name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).map(Some).ok_or(OtlpError::Number(name)),
+            }
+        };
+        let mut limits = outbox::Limits { delay: Duration::from_millis(self.delay_ms), ..outbox::Limits::default() };
+        if let Some(ms) = number("SCHEDULE_DELAY")? {
+            limits.delay = Duration::from_millis(ms);
+        }
+        if let Some(n) = number("MAX_QUEUE_SIZE")? {
+            limits.queue = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = number("MAX_EXPORT_BATCH_SIZE")? {
+            limits.batch = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        limits.batch = limits.batch.min(limits.queue);
+        Ok(limits)
     }
-    if let Some(n) = number("OTEL_BLRP_MAX_QUEUE_SIZE")? {
-        limits.queue = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(n) = number("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")? {
-        limits.batch = usize::try_from(n).unwrap_or(usize::MAX).min(limits.queue);
-    }
-    Ok(limits)
 }
 
 /// The HTTP client of every OTLP/HTTP export: no redirects (a redirect could carry the headers,
@@ -555,9 +590,11 @@ mod tests {
     fn log_batch_settings_come_from_the_standard_variables() {
         let limits = |vars: &[(&str, &str)]| {
             let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            log_limits(&|k| vars.get(k).cloned())
+            Batching::LOGS.limits(&|k| vars.get(k).cloned())
         };
         assert_eq!(limits(&[]).unwrap(), outbox::Limits::default());
+        let spans = Batching::SPANS.limits(&|_| None).unwrap();
+        assert_eq!(spans.delay, Duration::from_secs(5), "spans wait longer by default");
         let set = [
             ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
             ("OTEL_BLRP_MAX_QUEUE_SIZE", "64"),

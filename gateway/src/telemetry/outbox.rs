@@ -1,5 +1,5 @@
-//! Records already encoded for OTLP, waiting to be exported: the audit trail's log records. A
-//! worker writes its record into a buffer of its thread, then appends those bytes to the outbox
+//! Records already encoded for OTLP, waiting to be exported: spans, and the audit trail's log
+//! records. A worker writes its record into a buffer of its thread, then appends those bytes to the outbox
 //! under a short lock; one task takes the outbox's bytes when enough have gathered (or each
 //! second), puts the export request around them and posts it ([`HttpExport`]).
 //!

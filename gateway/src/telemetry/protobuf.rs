@@ -15,7 +15,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{
@@ -180,16 +180,7 @@ impl Writer {
         self.0.extend_from_slice(&f.to_bits().to_le_bytes());
     }
 
-    /// An `InstrumentationScope`, named `name`.
-    fn scope(&mut self, field: u32, scope: &InstrumentationScope, name: &str) {
-        self.message(field, |w| {
-            w.text(1, name.as_bytes());
-            w.text(2, scope.version().unwrap_or_default().as_bytes());
-            w.attributes(3, scope.attributes());
-        });
-    }
-
-    fn span(&mut self, span: &SpanData) {
+    pub(crate) fn span(&mut self, span: &SpanData) {
         let sc = &span.span_context;
         self.text(1, &sc.trace_id().to_bytes());
         self.text(2, &sc.span_id().to_bytes());
@@ -315,33 +306,10 @@ impl EncodedResource {
     }
 }
 
-/// An `ExportTraceServiceRequest` of `spans`, grouped by instrumentation scope in the order the
-/// scopes first appear.
-pub fn traces(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
-    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
-    for span in spans {
-        match scopes.iter_mut().find(|(s, _)| *s == &span.instrumentation_scope) {
-            Some((_, group)) => group.push(span),
-            None => scopes.push((&span.instrumentation_scope, vec![span])),
-        }
-    }
-    // Our spans take 300 to 700 bytes each.
-    resource.around(spans.len() * 640, |w| {
-        for (scope, group) in &scopes {
-            w.message(2, |w| {
-                w.scope(1, scope, scope.name());
-                for span in group {
-                    w.message(2, |w| w.span(span));
-                }
-                w.text(3, scope.schema_url().unwrap_or_default().as_bytes());
-            });
-        }
-    })
-}
-
-/// An `ExportLogsServiceRequest` of one scope, named `scope`, whose log records were written
-/// beforehand: `records` holds them as `ScopeLogs` fields (each a field 2, framed).
-pub fn logs_of(resource: &EncodedResource, scope: &str, records: &[u8]) -> Vec<u8> {
+/// An `ExportTraceServiceRequest` or `ExportLogsServiceRequest` (the same shape on the wire) of
+/// one scope, named `scope`, whose spans or log records were written beforehand: `records` holds
+/// them as fields of the `ScopeSpans` or `ScopeLogs` (each a field 2, framed).
+pub fn request_of(resource: &EncodedResource, scope: &str, records: &[u8]) -> Vec<u8> {
     resource.around(records.len() + scope.len() + 16, |w| {
         w.message(2, |w| {
             w.message(1, |w| w.text(1, scope.as_bytes()));
@@ -400,6 +368,7 @@ mod tests {
     use std::borrow::Cow;
     use std::time::Duration;
 
+    use opentelemetry::InstrumentationScope;
     use opentelemetry::trace::{Event, Link, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
@@ -418,11 +387,6 @@ mod tests {
     fn spans() -> Vec<SpanData> {
         let at = UNIX_EPOCH + Duration::from_nanos(1_763_900_000_123_456_789);
         let ours = InstrumentationScope::builder("scimbridge").build();
-        let other = InstrumentationScope::builder("other")
-            .with_version("1.2")
-            .with_schema_url("https://example.test/schema")
-            .with_attributes([KeyValue::new("scope.attr", true)])
-            .build();
         let state = TraceState::from_key_value([("vendor", "x1")]).unwrap();
         let server = SpanData {
             span_context: context(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c, 0xb7ad_6b71_6920_3331, false, state),
@@ -478,7 +442,7 @@ mod tests {
             events: SpanEvents::default(),
             links: SpanLinks::default(),
             status: Status::Unset,
-            instrumentation_scope: other,
+            instrumentation_scope: ours.clone(),
         };
         let mut kinds = Vec::new();
         for (n, kind) in [SpanKind::Client, SpanKind::Producer, SpanKind::Consumer].into_iter().enumerate() {
@@ -486,7 +450,6 @@ mod tests {
                 span_kind: kind,
                 status: Status::Ok,
                 span_context: context(3, n as u64 + 10, false, TraceState::NONE),
-                instrumentation_scope: ours.clone(),
                 ..root.clone()
             });
         }
@@ -495,37 +458,31 @@ mod tests {
         all
     }
 
+    /// An export request of `spans`, each written as the outbox writes it.
+    fn traces(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
+        let mut records = Writer::default();
+        for span in spans {
+            records.message(2, |w| w.span(span));
+        }
+        request_of(resource, "scimbridge", &records.0)
+    }
+
     #[test]
     fn spans_decode_as_the_sdks_conversion_makes_them() {
         let resource = test_resource();
         let ours = ExportTraceServiceRequest::decode(traces(&EncodedResource::new(&resource), &spans()).as_slice())
             .expect("our bytes decode");
-        let theirs = ExportTraceServiceRequest {
+        let mut theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(spans(), &ResourceAttributesWithSchema::from(&resource)),
         };
-        assert_eq!(ours.resource_spans.len(), 1);
-        assert_eq!(ours.resource_spans[0].scope_spans.len(), 2, "two scopes");
-        // The SDK's grouping goes through a hash map: compare the scopes in one order.
-        let sorted = |mut r: ExportTraceServiceRequest| {
-            for rs in &mut r.resource_spans {
-                rs.scope_spans.sort_by_key(|s| s.scope.as_ref().map(|s| s.name.clone()));
+        assert_eq!(ours.resource_spans[0].scope_spans[0].spans.len(), 5);
+        // A resource's attributes come in no set order.
+        let mut ours = ours;
+        for r in [&mut ours, &mut theirs] {
+            if let Some(res) = r.resource_spans[0].resource.as_mut() {
+                res.attributes.sort_by(|a, b| a.key.cmp(&b.key));
             }
-            r
-        };
-        assert_eq!(sorted(ours), sorted(theirs));
-    }
-
-    #[test]
-    fn an_empty_batch_is_a_resource_with_no_spans() {
-        let resource = test_resource();
-        let ours = ExportTraceServiceRequest::decode(traces(&EncodedResource::new(&resource), &[]).as_slice()).unwrap();
-        let theirs = ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(
-                Vec::new(),
-                &ResourceAttributesWithSchema::from(&resource),
-            ),
-        };
-        // The SDK sends a resource with no scopes; so do we.
+        }
         assert_eq!(ours, theirs);
     }
 

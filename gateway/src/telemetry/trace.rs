@@ -1,26 +1,32 @@
-//! Spans over OTLP, made with the OpenTelemetry API: a request's server span, its app calls, store
-//! calls and outbound limit waits. `tracing` spans are for the log only (request id and tenant on
-//! every line); no span is made twice.
+//! Spans over OTLP: a request's server span, its app calls, store calls and outbound limit
+//! waits. `tracing` spans are for the log only (request id and tenant on every line); no span is
+//! made twice.
 //!
-//! [`install`] puts the tracer in place when traces export; until then (no endpoint, unit tests)
+//! [`install`] puts the export in place when traces export; until then (no endpoint, unit tests)
 //! every [`Span`] is empty and costs one atomic load: no attributes are built, nothing is
 //! allocated. A span's parent is the current OpenTelemetry context, which the request's server
 //! span sets while its handler runs ([`Span::run`]); tasks a request spawns take it along with
 //! [`inherit`].
 //!
-//! With `--trace-reads` below 1, a read the ratio does not pick (nor its caller asked for) is only
-//! recorded as it runs: its spans' names, ids, times, attributes and events, in a [`Pending`]
-//! the request's context carries. If the request fails they are made through the SDK as they
-//! would have been (the same ids, which its `traceparent` already gave the app, and the same
-//! times); if not they are dropped. Every span of every read through the SDK, then dropped by
-//! [`keep`](super::keep), was most of what telemetry cost a read.
+//! The spans are ours, not the SDK's: each is recorded in its request's [`Pending`] (name, ids,
+//! times, attributes, events) and, once it has ended and its request's fate allows, leaves
+//! through the [`Sink`]: written as protobuf where it ended, into the outbox (OTLP/HTTP), or
+//! handed to the SDK's batch processor as `SpanData` (gRPC). The SDK's own spans cost 4,000
+//! instructions each to start, end and queue, and its batch processor moves every span's many
+//! small allocations to another thread, which on the 2-core benchmark machine cost several times
+//! what its instructions do (ARCHITECTURE.md).
 //!
-//! Why not `tracing-opentelemetry`: through it, a GET with two spans cost 69,000 more instructions
-//! with export on than off (callgrind, bench/README.md); its registry slot, field visitors that
-//! format every attribute as text, and enter/exit on every poll were half of that.
+//! Which traces leave (rules in [`keep`](super::keep)): the head sampler (`OTEL_TRACES_SAMPLER`)
+//! decides first, and a trace it leaves out is only passed on (`traceparent` with its flag
+//! unset). Of the others, a change's trace is kept as it starts (its audit record names it), and
+//! so is one its caller asked for (a sampled `traceparent`) or that the `--trace-reads` ratio
+//! picks: their spans leave as they end. Any other read is only recorded; when its server span
+//! ends the request's fate is known. Failed: its spans leave. Succeeded: they are dropped. A span
+//! that ends later (a task the request spawned) follows that fate, and leaves anyway if it failed
+//! itself.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
@@ -29,35 +35,83 @@ use std::time::SystemTime;
 
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{
-    Event, Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,
-};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SpanData, SpanEvents as Events, SpanLinks, SpanProcessor,
+};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 
 pub use opentelemetry::trace::SpanKind as Kind;
 
-/// The tracer, and the ratio bound of `--trace-reads` when reads may wait ([`keep`](super::keep)).
-struct Tracing {
-    tracer: SdkTracer,
+use super::keep::{self, Sampler};
+use super::outbox::Outbox;
+
+/// `ScopeSpans.spans`: the field each span is in its export request.
+const SPANS: u32 = 2;
+/// Events kept per span (the SDK's default limit); later ones are counted as dropped.
+const MAX_EVENTS: usize = 128;
+
+/// Where finished spans go.
+#[derive(Debug)]
+pub enum Sink {
+    /// Written as protobuf where they end, into the outbox (OTLP/HTTP).
+    Outbox(Arc<Outbox>),
+    /// Handed to the SDK's batch processor (gRPC).
+    Batch(Arc<BatchSpanProcessor>),
+    /// Kept for a test to look at.
+    #[cfg(test)]
+    Collect(Mutex<Vec<SpanData>>),
+}
+
+impl Sink {
+    fn export(&self, span: SpanData) {
+        match self {
+            Self::Outbox(outbox) => outbox.push(SPANS, |w| w.span(&span)),
+            Self::Batch(batch) => batch.on_end(span),
+            #[cfg(test)]
+            Self::Collect(spans) => spans.lock().unwrap_or_else(PoisonError::into_inner).push(span),
+        }
+    }
+}
+
+/// How traces export: where spans go, the head sampler, and the ratio of `--trace-reads`.
+#[derive(Debug)]
+pub struct Tracing {
+    sink: Sink,
+    sampler: Sampler,
+    /// The bound of the `--trace-reads` ratio; `None` when every sampled read is exported.
     reads: Option<u64>,
-    /// Where a change's trace is marked kept as it starts.
-    early: Option<super::keep::Early>,
+    scope: InstrumentationScope,
+}
+
+impl Tracing {
+    /// Spans to `sink`, sampled by `sampler`, with the share `trace_reads` (0 to 1) of
+    /// successful reads exported.
+    pub fn new(sink: Sink, sampler: Sampler, trace_reads: f64) -> Self {
+        let reads = (trace_reads < 1.0).then(|| keep::threshold(trace_reads));
+        Self { sink, sampler, reads, scope: InstrumentationScope::builder("scimbridge").build() }
+    }
 }
 
 static TRACING: OnceLock<Tracing> = OnceLock::new();
 
-/// Makes spans export through `tracer`, for the rest of the process. With `reads` (the share of
-/// successful reads to export, below 1) a read's spans are only recorded, and made when it fails.
-pub(super) fn install(tracer: SdkTracer, reads: Option<(f64, super::keep::Early)>) {
-    let (reads, early) = reads.map_or((None, None), |(r, e)| (Some(super::keep::threshold(r)), Some(e)));
-    // A second init (tests) keeps the first tracer, as it keeps the first subscriber.
-    let _ = TRACING.set(Tracing { tracer, reads, early });
+/// Makes spans export as `tracing` says, for the rest of the process.
+pub(super) fn install(tracing: Tracing) {
+    // A second init (tests) keeps the first, as it keeps the first subscriber.
+    let _ = TRACING.set(tracing);
+}
+
+fn tracing() -> Option<&'static Tracing> {
+    #[cfg(test)]
+    if let Some(t) = tests::TRACING.get() {
+        return Some(t);
+    }
+    TRACING.get()
 }
 
 /// A span being recorded; empty when traces do not export, and then every method does nothing.
@@ -69,86 +123,91 @@ pub struct Span(Inner);
 enum Inner {
     #[default]
     Off,
-    /// An SDK span, current in its context.
-    Live(Context),
-    /// A span of a read that waits for its request's fate (see [`Pending`]).
-    Waiting(Current),
+    /// Left out by the head sampler: only its ids, to pass on.
+    Unsampled(Unsampled),
+    Recording(Current),
 }
+
+/// The context of a span the head sampler left out. It is current while its request runs, so
+/// the spans under it are left out too, and callees hear of the decision.
+#[derive(Debug, Clone)]
+struct Unsampled(SpanContext);
 
 impl Span {
     /// The server span of a request: a child of the W3C `traceparent` in `headers` if there is
-    /// one, else the root of a new trace. A `read` (no change) that the `--trace-reads` ratio does
-    /// not pick and whose caller did not ask for its trace is only recorded, at the cost of its
-    /// attributes: its spans are made if it fails, and dropped if not, which is what `keep` would
-    /// have done with them, without the SDK's work for every span of every read.
+    /// one, else the root of a new trace. A `read` (no change) waits for its fate unless its
+    /// trace is kept from the start (see the module documentation).
     pub fn server(
         headers: &HeaderMap,
         read: bool,
         name: impl FnOnce() -> Cow<'static, str>,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Self {
-        let Some(t) = TRACING.get() else { return Self::default() };
+        let Some(t) = tracing() else { return Self::default() };
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let caller = parent.span().span_context().clone();
-        let trace_id = if caller.is_valid() { caller.trace_id() } else { RandomIdGenerator::default().new_trace_id() };
-        if let Some(reads) = t.reads
-            && read
-            && !caller.is_sampled()
-            && !super::keep::picked(reads, trace_id)
-        {
-            return Self(Inner::Waiting(Pending::start(t, parent, caller, trace_id, name(), attributes())));
-        }
-        // A change's trace is kept whatever happens: its spans need not wait for its end.
-        if let Some(early) = &t.early
-            && !read
-        {
-            early.keep(trace_id);
-        }
-        // The id drawn above is the trace's: the ratio in `keep` must see the one it was judged by.
-        let builder = SpanBuilder::from_name(name()).with_kind(SpanKind::Server).with_attributes(attributes());
-        let span = planned(Some(trace_id), None, || builder.start_with_context(&t.tracer, &parent));
-        Self(Inner::Live(parent.with_span(span)))
+        Self::root(t, &caller, SpanKind::Server, read, name, attributes)
     }
 
-    /// A span of `kind` under the current one (the request's).
+    /// A span of `kind` under the current one (the request's); outside any request, the root of
+    /// a trace of its own, kept as a read's would be.
     pub fn child(
         kind: Kind,
         name: impl FnOnce() -> Cow<'static, str>,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Self {
-        let Some(t) = TRACING.get() else { return Self::default() };
-        Context::map_current(|parent| {
-            if let Some(waiting) = parent.get::<Current>() {
-                return Self(Inner::Waiting(waiting.child(kind, name(), attributes())));
+        let Some(t) = tracing() else { return Self::default() };
+        let parent = Context::map_current(|cx| match cx.get::<Current>() {
+            Some(current) => Inner::Recording(current.clone()),
+            None => cx.get::<Unsampled>().map_or(Inner::Off, |u| Inner::Unsampled(u.clone())),
+        });
+        match parent {
+            Inner::Recording(parent) => Self(Inner::Recording(parent.child(kind, name(), attributes()))),
+            Inner::Unsampled(Unsampled(sc)) => {
+                let id = RandomIdGenerator::default().new_span_id();
+                let sc = SpanContext::new(sc.trace_id(), id, sc.trace_flags(), false, sc.trace_state().clone());
+                Self(Inner::Unsampled(Unsampled(sc)))
             }
-            // A span left out by the sampler stays in the context all the same: its children
-            // follow its decision, and the audit trail still names the trace.
-            let builder = SpanBuilder::from_name(name()).with_kind(kind).with_attributes(attributes());
-            Self(Inner::Live(parent.with_span(builder.start_with_context(&t.tracer, parent))))
-        })
+            Inner::Off => Self::root(t, &SpanContext::empty_context(), kind, true, name, attributes),
+        }
+    }
+
+    /// The first span of a request (or of a trace of its own), under `caller` if it is valid.
+    fn root(
+        t: &'static Tracing,
+        caller: &SpanContext,
+        kind: Kind,
+        read: bool,
+        name: impl FnOnce() -> Cow<'static, str>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Self {
+        let ids = RandomIdGenerator::default();
+        let trace_id = if caller.is_valid() { caller.trace_id() } else { ids.new_trace_id() };
+        let sampled = t.sampler.sample(caller, trace_id);
+        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let sc = SpanContext::new(trace_id, ids.new_span_id(), flags, false, caller.trace_state().clone());
+        if !sampled {
+            return Self(Inner::Unsampled(Unsampled(sc)));
+        }
+        let kept = !read || caller.is_sampled() || t.reads.is_none_or(|bound| keep::picked(bound, trace_id));
+        let parent = caller.is_valid().then(|| caller.span_id());
+        Self(Inner::Recording(Pending::start(t, sc, parent, kind, kept, name(), attributes())))
     }
 
     /// Adds an attribute (an outcome known only at the end).
     pub fn set(&self, attribute: impl FnOnce() -> KeyValue) {
-        match &self.0 {
-            Inner::Off => {}
-            Inner::Live(cx) => cx.span().set_attribute(attribute()),
-            Inner::Waiting(w) => w.with(|r| r.attributes.push(attribute())),
+        if let Inner::Recording(w) = &self.0 {
+            w.with(|r| r.attributes.push(attribute()));
         }
     }
 
     /// Marks the span failed, with the `error.type` attribute the semantic conventions ask for.
     pub fn fail(&self, error_type: impl FnOnce() -> opentelemetry::Value) {
-        match &self.0 {
-            Inner::Off => {}
-            Inner::Live(cx) => {
-                cx.span().set_attribute(KeyValue::new("error.type", error_type()));
-                cx.span().set_status(Status::error(""));
-            }
-            Inner::Waiting(w) => w.with(|r| {
+        if let Inner::Recording(w) = &self.0 {
+            w.with(|r| {
                 r.attributes.push(KeyValue::new("error.type", error_type()));
                 r.status = Status::error("");
-            }),
+            });
         }
     }
 
@@ -162,8 +221,8 @@ impl Span {
     pub async fn run<F: Future>(&self, f: F) -> F::Output {
         match &self.0 {
             Inner::Off => f.await,
-            Inner::Live(cx) => f.with_context(cx.clone()).await,
-            Inner::Waiting(w) => f.with_context(w.context()).await,
+            Inner::Unsampled(u) => f.with_context(Context::current_with_value(u.clone())).await,
+            Inner::Recording(w) => f.with_context(Context::current_with_value(w.clone())).await,
         }
     }
 
@@ -172,13 +231,10 @@ impl Span {
     pub fn inject(&self, headers: &mut HeaderMap) {
         let sc = match &self.0 {
             Inner::Off => return,
-            Inner::Live(cx) => cx.span().span_context().clone(),
-            Inner::Waiting(w) => w.sc.clone(),
+            Inner::Unsampled(u) => &u.0,
+            Inner::Recording(w) => &w.sc,
         };
-        if !sc.is_valid() {
-            return;
-        }
-        headers.insert(TRACEPARENT, traceparent(&sc));
+        headers.insert(TRACEPARENT, traceparent(sc));
         let state = sc.trace_state().header();
         if !state.is_empty()
             && let Ok(v) = HeaderValue::from_str(&state)
@@ -190,39 +246,45 @@ impl Span {
 
 impl Drop for Span {
     fn drop(&mut self) {
-        match &self.0 {
-            Inner::Off => {}
-            Inner::Live(cx) => cx.span().end(),
-            Inner::Waiting(w) => w.end(),
+        if let Inner::Recording(w) = &self.0 {
+            w.end();
         }
     }
 }
 
-/// The spans of a read that has not yet answered, recorded but not made: the server span first.
-/// When the server span ends the request's fate is known. Failed: every span is made through the
-/// SDK, with its recorded ids, times, attributes and events, and goes the way of any span
-/// (`keep` keeps it, the exporter sends it). Succeeded: they are dropped. A span that ends later
-/// (a task the request spawned) follows that fate, and is made anyway if it failed itself.
+/// The spans of one request (or of a trace started outside any), recorded as they run.
 #[derive(Debug)]
 struct Pending {
-    tracer: SdkTracer,
-    /// The server span's parent: the caller's context, or none.
-    parent: Context,
+    tracing: &'static Tracing,
+    /// The trace's id, flags and state (the first span's context).
+    trace: SpanContext,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    /// The spans that have not left: running ones, and ended ones waiting for the fate.
     spans: Vec<Recorded>,
-    /// `None` while the request runs; then whether its spans are made, and the server span's
-    /// context once made, for spans that end later.
-    fate: Option<Option<Context>>,
+    fate: Fate,
+}
+
+/// Whether a request's spans leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Not known until its first span ends.
+    Open,
+    Kept,
+    /// Only a span that failed itself leaves.
+    Dropped,
 }
 
 /// One span as recorded.
 #[derive(Debug)]
 struct Recorded {
     id: SpanId,
+    /// Its parent: the caller's span (remote) for a request's first span, if it had one.
+    parent: Option<SpanId>,
+    remote_parent: bool,
     kind: SpanKind,
     name: Cow<'static, str>,
     start: SystemTime,
@@ -230,6 +292,7 @@ struct Recorded {
     attributes: Vec<KeyValue>,
     status: Status,
     events: Vec<Event>,
+    dropped_events: u32,
 }
 
 /// A recorded span: its request, where it is in it, and its ids (for `traceparent`). It is the
@@ -243,48 +306,49 @@ struct Current {
 
 impl Pending {
     fn start(
-        t: &Tracing,
-        parent: Context,
-        caller: SpanContext,
-        trace_id: TraceId,
+        tracing: &'static Tracing,
+        sc: SpanContext,
+        parent: Option<SpanId>,
+        kind: SpanKind,
+        kept: bool,
         name: Cow<'static, str>,
         attributes: Vec<KeyValue>,
     ) -> Current {
-        let id = RandomIdGenerator::default().new_span_id();
-        // What parent-based sampling would give it: the caller's flags, or sampled.
-        let flags = if caller.is_valid() { caller.trace_flags() } else { TraceFlags::SAMPLED };
-        let sc = SpanContext::new(trace_id, id, flags, false, caller.trace_state().clone());
-        let server = Recorded::new(id, SpanKind::Server, name, attributes);
-        let state = State { spans: vec![server], fate: None };
-        let pending = Arc::new(Pending { tracer: t.tracer.clone(), parent, state: Mutex::new(state) });
-        Current { pending, index: 0, sc }
+        let first = Recorded::new(sc.span_id(), parent, parent.is_some(), kind, name, attributes);
+        let fate = if kept { Fate::Kept } else { Fate::Open };
+        let state = Mutex::new(State { spans: vec![first], fate });
+        Current { pending: Arc::new(Pending { tracing, trace: sc.clone(), state }), index: 0, sc }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes `span` through the SDK under `parent`, with its recorded id and start, and returns
-    /// its context; it is not ended.
-    fn make(&self, span: Recorded, parent: &Context, trace_id: Option<TraceId>) -> (Context, Option<SystemTime>) {
-        let builder = SpanBuilder::from_name(span.name)
-            .with_kind(span.kind)
-            .with_start_time(span.start)
-            .with_attributes(span.attributes);
-        let mut made = planned(trace_id, Some(span.id), || builder.start_with_context(&self.tracer, parent));
-        for e in span.events {
-            made.add_event_with_timestamp(e.name, e.timestamp, e.attributes);
+    /// `span` as the SDK's exporters take it.
+    fn data(&self, span: Recorded) -> SpanData {
+        let t = &self.trace;
+        let mut events = Events::default();
+        events.events = span.events;
+        events.dropped_count = span.dropped_events;
+        SpanData {
+            span_context: SpanContext::new(t.trace_id(), span.id, t.trace_flags(), false, t.trace_state().clone()),
+            parent_span_id: span.parent.unwrap_or(SpanId::INVALID),
+            parent_span_is_remote: span.remote_parent,
+            span_kind: span.kind,
+            name: span.name,
+            start_time: span.start,
+            end_time: span.end.unwrap_or(span.start),
+            attributes: span.attributes,
+            dropped_attributes_count: 0,
+            events,
+            links: SpanLinks::default(),
+            status: span.status,
+            instrumentation_scope: self.tracing.scope.clone(),
         }
-        made.set_status(span.status);
-        (parent.with_span(made), span.end)
     }
 }
 
 impl Current {
-    fn context(&self) -> Context {
-        self.pending.parent.with_value(self.clone())
-    }
-
     fn with(&self, f: impl FnOnce(&mut Recorded)) {
         let mut state = self.pending.lock();
         if let Some(pos) = state.find(self) {
@@ -296,60 +360,48 @@ impl Current {
         let id = RandomIdGenerator::default().new_span_id();
         let sc = SpanContext::new(self.sc.trace_id(), id, self.sc.trace_flags(), false, self.sc.trace_state().clone());
         let mut state = self.pending.lock();
-        state.spans.push(Recorded::new(id, kind, name, attributes));
+        state.spans.push(Recorded::new(id, Some(self.sc.span_id()), false, kind, name, attributes));
         Current { pending: Arc::clone(&self.pending), index: state.spans.len() - 1, sc }
     }
 
-    /// Ends this span; the server span's end settles the request. Spans are made under the lock,
-    /// so a span ending meanwhile sees the fate; the span processors do not call back here.
+    /// Ends this span; the end of a waiting request's first span settles its fate. What leaves
+    /// is exported after the lock is let go.
     fn end(&self) {
         let now = opentelemetry::time::now();
-        let pending = &self.pending;
-        let mut state = pending.lock();
-        let Some(pos) = state.find(self) else { return };
-        if state.spans[pos].end.is_some() {
-            return;
-        }
-        state.spans[pos].end = Some(now);
-        if self.index == 0 {
-            let failed = state.spans.iter().any(|r| super::keep::failure(&r.status, &r.attributes));
-            // Spans still running stay, to follow the fate when they end.
-            let (ended, open): (Vec<Recorded>, Vec<Recorded>) =
-                std::mem::take(&mut state.spans).into_iter().partition(|r| r.end.is_some());
-            state.spans = open;
-            if !failed {
-                state.fate = Some(None);
+        let leaving = {
+            let mut state = self.pending.lock();
+            let Some(pos) = state.find(self) else { return };
+            if state.spans[pos].end.is_some() {
                 return;
             }
-            let mut ended = ended.into_iter();
-            let Some(server) = ended.next() else { return };
-            let (cx, server_end) = pending.make(server, &pending.parent, Some(self.sc.trace_id()));
-            for r in ended {
-                let (child, end) = pending.make(r, &cx, None);
-                child.span().end_with_timestamp(end.unwrap_or(now));
+            state.spans[pos].end = Some(now);
+            match state.fate {
+                Fate::Kept => vec![state.spans.swap_remove(pos)],
+                Fate::Dropped => {
+                    // A span that ended after its request: it leaves if it failed itself.
+                    let span = state.spans.swap_remove(pos);
+                    if span.failed() { vec![span] } else { Vec::new() }
+                }
+                Fate::Open if self.index == 0 => {
+                    let failed = state.spans.iter().any(Recorded::failed);
+                    state.fate = if failed { Fate::Kept } else { Fate::Dropped };
+                    // Spans still running stay, to follow the fate when they end.
+                    let (ended, running): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut state.spans).into_iter().partition(|r| r.end.is_some());
+                    state.spans = running;
+                    if failed { ended } else { Vec::new() }
+                }
+                Fate::Open => Vec::new(),
             }
-            cx.span().end_with_timestamp(server_end.unwrap_or(now));
-            state.fate = Some(Some(cx));
-            return;
-        }
-        let Some(kept) = state.fate.clone() else { return };
-        // A span that ended after its request: made if the request's were, or if it failed
-        // itself (under the request's ids, as a caller's span would be).
-        let r = state.spans.swap_remove(pos);
-        let parent = match kept {
-            Some(cx) => cx,
-            None if super::keep::failure(&r.status, &r.attributes) => {
-                pending.parent.with_remote_span_context(self.sc.clone())
-            }
-            None => return,
         };
-        let (made, end) = pending.make(r, &parent, None);
-        made.span().end_with_timestamp(end.unwrap_or(now));
+        for span in leaving {
+            self.pending.tracing.sink.export(self.pending.data(span));
+        }
     }
 }
 
 impl State {
-    /// Where `span` is: at its index until its request settles, then wherever it was moved.
+    /// Where `span` is: at its index until spans before it leave, then wherever it was moved.
     fn find(&self, span: &Current) -> Option<usize> {
         let id = span.sc.span_id();
         match self.spans.get(span.index) {
@@ -360,47 +412,30 @@ impl State {
 }
 
 impl Recorded {
-    fn new(id: SpanId, kind: SpanKind, name: Cow<'static, str>, attributes: Vec<KeyValue>) -> Self {
+    fn new(
+        id: SpanId,
+        parent: Option<SpanId>,
+        remote_parent: bool,
+        kind: SpanKind,
+        name: Cow<'static, str>,
+        attributes: Vec<KeyValue>,
+    ) -> Self {
         let start = opentelemetry::time::now();
-        Self { id, kind, name, start, end: None, attributes, status: Status::Unset, events: Vec::new() }
-    }
-}
-
-/// Ids the SDK should give the next span this thread starts, where they were chosen before the
-/// span was made (a waiting read's, or a trace id judged by the ratio).
-#[derive(Debug, Default)]
-pub(super) struct Planned(RandomIdGenerator);
-
-thread_local! {
-    static PLAN: Cell<(Option<TraceId>, Option<SpanId>)> = const { Cell::new((None, None)) };
-}
-
-impl IdGenerator for Planned {
-    fn new_trace_id(&self) -> TraceId {
-        PLAN.with(|p| {
-            let (trace, span) = p.get();
-            p.set((None, span));
-            trace
-        })
-        .unwrap_or_else(|| self.0.new_trace_id())
+        let (status, events) = (Status::Unset, Vec::new());
+        Self { id, parent, remote_parent, kind, name, start, end: None, attributes, status, events, dropped_events: 0 }
     }
 
-    fn new_span_id(&self) -> SpanId {
-        PLAN.with(|p| {
-            let (trace, span) = p.get();
-            p.set((trace, None));
-            span
-        })
-        .unwrap_or_else(|| self.0.new_span_id())
+    fn failed(&self) -> bool {
+        keep::failure(&self.status, &self.attributes)
     }
-}
 
-/// Runs `start` (which starts one span) with `trace` and `span` as the ids it is to get.
-fn planned<T>(trace: Option<TraceId>, span: Option<SpanId>, start: impl FnOnce() -> T) -> T {
-    PLAN.with(|p| p.set((trace, span)));
-    let made = start();
-    PLAN.with(|p| p.set((None, None)));
-    made
+    fn add_event(&mut self, event: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(event);
+        } else {
+            self.dropped_events += 1;
+        }
+    }
 }
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -461,8 +496,8 @@ pub fn http_method(method: &reqwest::Method) -> &'static str {
 /// The current span's trace and span id, when traces export.
 pub fn current() -> Option<SpanContext> {
     Context::map_current(|cx| match cx.get::<Current>() {
-        Some(waiting) => Some(waiting.sc.clone()),
-        None => cx.has_active_span().then(|| cx.span().span_context().clone()),
+        Some(current) => Some(current.sc.clone()),
+        None => cx.get::<Unsampled>().map(|u| u.0.clone()),
     })
 }
 
@@ -485,21 +520,13 @@ impl<S: tracing::Subscriber> Layer<S> for SpanEvents {
         }
         // Installed only with the tracer: no check for one here.
         Context::map_current(|cx| {
-            let waiting = cx.get::<Current>();
-            if waiting.is_none() && !cx.has_active_span() {
-                return;
-            }
+            let Some(current) = cx.get::<Current>() else { return };
             let mut fields = Fields { message: None, attributes: Vec::new() };
             event.record(&mut fields);
             fields.attributes.push(KeyValue::new("level", event.metadata().level().as_str()));
             fields.attributes.push(KeyValue::new("target", event.metadata().target()));
             let name = fields.message.map_or(Cow::Borrowed("event"), Cow::Owned);
-            match waiting {
-                Some(w) => {
-                    w.with(|r| r.events.push(Event::new(name, opentelemetry::time::now(), fields.attributes, 0)))
-                }
-                None => cx.span().add_event(name, fields.attributes),
-            }
+            current.with(|r| r.add_event(Event::new(name, opentelemetry::time::now(), fields.attributes, 0)));
         });
     }
 }
@@ -544,7 +571,162 @@ impl Visit for Fields {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
+    use opentelemetry::trace::TraceId;
+
     use super::*;
+
+    thread_local! {
+        /// The export this thread's spans use in a test, instead of the process's.
+        static EXPORT: Cell<Option<&'static Tracing>> = const { Cell::new(None) };
+    }
+
+    /// What [`tracing`] looks at first in tests.
+    pub(super) struct Local;
+
+    pub(super) static TRACING: Local = Local;
+
+    impl Local {
+        pub(super) fn get(&self) -> Option<&'static Tracing> {
+            EXPORT.with(Cell::get)
+        }
+    }
+
+    /// Runs `f` with spans exported to a list, with the share `reads` of reads and `sampler`;
+    /// returns the spans that left, by name.
+    fn exported(reads: f64, sampler: Sampler, f: impl FnOnce()) -> Vec<SpanData> {
+        let t: &'static Tracing = Box::leak(Box::new(Tracing::new(Sink::Collect(Mutex::default()), sampler, reads)));
+        EXPORT.with(|e| e.set(Some(t)));
+        f();
+        EXPORT.with(|e| e.set(None));
+        let Sink::Collect(spans) = &t.sink else { unreachable!() };
+        std::mem::take(&mut *spans.lock().unwrap())
+    }
+
+    fn names(spans: &[SpanData]) -> Vec<&str> {
+        spans.iter().map(|s| s.name.as_ref()).collect()
+    }
+
+    /// A request's server span; `caller`: a `traceparent`.
+    fn server(name: &'static str, read: bool, caller: Option<&str>) -> Span {
+        let mut headers = HeaderMap::new();
+        if let Some(tp) = caller {
+            headers.insert(TRACEPARENT, HeaderValue::from_str(tp).unwrap());
+        }
+        Span::server(&headers, read, || name.into(), Vec::new)
+    }
+
+    /// A child of `parent` (current while it is made), answered with `status`.
+    fn call(parent: &Span, name: &'static str, status: i64) -> Span {
+        let child = under(parent, || Span::child(Kind::Client, || name.into(), Vec::new));
+        child.set(|| KeyValue::new("http.response.status_code", status));
+        child
+    }
+
+    fn under<T>(span: &Span, f: impl FnOnce() -> T) -> T {
+        let cx = match &span.0 {
+            Inner::Off => Context::current(),
+            Inner::Unsampled(u) => Context::current_with_value(u.clone()),
+            Inner::Recording(w) => Context::current_with_value(w.clone()),
+        };
+        let _attached = cx.attach();
+        f()
+    }
+
+    const CALLER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn a_read_waits_for_its_fate_and_a_change_leaves_as_it_goes() {
+        let spans = exported(0.0, Sampler::default(), || {
+            // A read that succeeded: nothing leaves.
+            let ok = server("ok read", true, None);
+            call(&ok, "ok call", 200).end();
+            ok.end();
+
+            // A read answered 409: its call waited for it, then both leave.
+            let refused = server("409 read", true, None);
+            call(&refused, "409 call", 409).end();
+            refused.set(|| KeyValue::new("http.response.status_code", 409_i64));
+            refused.end();
+
+            // A failed attempt that a retry made good keeps the read.
+            let retried = server("retried read", true, None);
+            let attempt = call(&retried, "attempt 1", 200);
+            attempt.fail(|| "timeout".into());
+            attempt.end();
+            call(&retried, "attempt 2", 200).end();
+            retried.end();
+        });
+        // A settled request's spans leave in the order they started.
+        assert_eq!(names(&spans), ["409 read", "409 call", "retried read", "attempt 1", "attempt 2"]);
+
+        let spans = exported(0.0, Sampler::default(), || {
+            // A change: each span leaves as it ends, before the request does.
+            let change = server("patch", false, None);
+            call(&change, "app call", 200).end();
+            assert_eq!(names(&take()), ["app call"], "no wait for the request");
+            change.end();
+
+            // A caller's sampled trace is theirs too: kept though it succeeded.
+            let theirs = server("their read", true, Some(CALLER));
+            call(&theirs, "their call", 200).end();
+
+            // Spans that end after their request follow its fate; a failure leaves anyway.
+            let ok = server("ok read", true, None);
+            let late = call(&ok, "late release", 200);
+            let late_failure = call(&ok, "late failure", 200);
+            ok.end();
+            late.end();
+            late_failure.fail(|| "timeout".into());
+            late_failure.end();
+            theirs.end();
+        });
+        assert_eq!(names(&spans), ["patch", "their call", "late failure", "their read"]);
+    }
+
+    /// What left so far, in a test's export.
+    fn take() -> Vec<SpanData> {
+        let t = EXPORT.with(Cell::get).expect("in a test's export");
+        let Sink::Collect(spans) = &t.sink else { unreachable!() };
+        std::mem::take(&mut *spans.lock().unwrap())
+    }
+
+    #[test]
+    fn spans_carry_their_trace_parents_and_events() {
+        let spans = exported(1.0, Sampler::default(), || {
+            let request = server("SCIM get Users", true, Some(CALLER));
+            let call = call(&request, "GET read", 503);
+            under(&call, || tracing::warn!("not reached"));
+            call.end();
+            request.end();
+        });
+        let [call, request] = &spans[..] else { panic!("{spans:?}") };
+        let trace = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        assert_eq!((request.span_context.trace_id(), call.span_context.trace_id()), (trace, trace));
+        assert_eq!(request.parent_span_id, SpanId::from_hex("b7ad6b7169203331").unwrap());
+        assert!(request.parent_span_is_remote && !call.parent_span_is_remote);
+        assert_eq!(call.parent_span_id, request.span_context.span_id());
+        assert_eq!((request.span_kind.clone(), call.span_kind.clone()), (SpanKind::Server, SpanKind::Client));
+        assert!(request.span_context.is_sampled() && request.start_time <= call.start_time);
+        assert!(call.end_time <= request.end_time);
+        assert_eq!(request.instrumentation_scope.name(), "scimbridge");
+    }
+
+    #[test]
+    fn a_trace_the_sampler_leaves_out_is_only_passed_on() {
+        let off = Sampler::from_env(&|k| (k == "OTEL_TRACES_SAMPLER").then(|| "always_off".to_owned())).unwrap();
+        let mut headers = HeaderMap::new();
+        let spans = exported(1.0, off, || {
+            let change = server("patch", false, None);
+            let call = call(&change, "PATCH update", 500);
+            call.inject(&mut headers);
+            assert!(under(&call, current).is_some(), "the audit record still names the trace");
+        });
+        assert!(spans.is_empty());
+        let tp = headers[TRACEPARENT].to_str().unwrap();
+        assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+    }
 
     #[test]
     fn without_a_tracer_spans_are_empty_and_build_nothing() {
