@@ -17,7 +17,7 @@
 //! May touch: the network, through the exporter it is given.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -62,6 +62,8 @@ pub struct Outbox {
     /// Whether records were lost since the last export that went through (so a run of losses
     /// is logged once).
     failing: AtomicBool,
+    /// Records lost since the start, reported when the export stops.
+    lost_in_all: AtomicU64,
 }
 
 #[derive(Default)]
@@ -84,7 +86,8 @@ thread_local! {
 impl Outbox {
     /// An empty outbox; `lost` counts every record it loses.
     pub fn new(limits: Limits, lost: fn(u64)) -> Self {
-        Self { limits, waiting: Mutex::default(), ready: Notify::new(), lost, failing: AtomicBool::new(false) }
+        let (failing, lost_in_all) = (AtomicBool::new(false), AtomicU64::new(0));
+        Self { limits, waiting: Mutex::default(), ready: Notify::new(), lost, failing, lost_in_all }
     }
 
     /// Adds the record that `write` writes, as the repeated field `field` of the message the
@@ -117,6 +120,7 @@ impl Outbox {
     /// Counts `n` records lost, and logs the first loss of a run of them.
     fn lose(&self, n: u64, why: &str) {
         (self.lost)(n);
+        self.lost_in_all.fetch_add(n, Ordering::Relaxed);
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(target: "scimbridge::telemetry", records = n, reason = why, "OTLP records lost");
         }
@@ -172,6 +176,10 @@ pub fn start(outbox: Arc<Outbox>, export: HttpExport, wrap: Wrap) -> Exporting {
                 break done;
             }
         };
+        let lost = outbox.lost_in_all.load(Ordering::Relaxed);
+        if lost > 0 {
+            tracing::warn!(target: "scimbridge::telemetry", lost_in_all = lost, "OTLP records were lost while the gateway ran");
+        }
         if let Some(done) = done {
             let _ = done.send(());
         }
@@ -195,7 +203,6 @@ async fn send(outbox: &Outbox, export: &HttpExport, wrap: &Wrap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
 
     static LOST: AtomicU64 = AtomicU64::new(0);
 
