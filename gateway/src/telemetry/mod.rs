@@ -3,9 +3,10 @@
 //! with their Prometheus text rendering (`metrics`), and the switch that keeps personal data out
 //! of log lines unless a tenant allows it (`personal`).
 //!
-//! Log lines and their context (request id, tenant) are `tracing`'s; spans for OTLP are made with
-//! the OpenTelemetry API (`trace`). Without an OTLP endpoint, no exporter, processor or thread
-//! exists: a span costs one atomic load, and the metric instruments are no-ops unless the
+//! Log lines and their context (request id, tenant) are `tracing`'s; spans for OTLP are recorded
+//! by `trace` (which traces leave: `keep`) and leave through an `outbox` over HTTP/protobuf, or
+//! the SDK's batch processor over gRPC. Without an OTLP endpoint, no exporter, processor, task or
+//! thread exists: a span costs one atomic load, and the metric instruments are no-ops unless the
 //! Prometheus endpoint is on.
 //! The OTLP log signal carries only audit records (`audit` emits them through
 //! [`Telemetry::audit_export`]); log lines stay in the log.

@@ -91,30 +91,30 @@ impl Outbox {
     }
 
     /// Adds the record that `write` writes, as the repeated field `field` of the message the
-    /// records go in (`ScopeLogs.log_records`: 2). A record the outbox has no room for is lost.
+    /// records go in (`ScopeSpans.spans`, `ScopeLogs.log_records`: 2). A record the outbox has no
+    /// room for is lost.
     pub(crate) fn push(&self, field: u32, write: impl FnOnce(&mut Writer)) {
-        SCRATCH.with_borrow_mut(|scratch| {
+        let full = SCRATCH.with_borrow_mut(|scratch| {
             scratch.0.clear();
             write(scratch);
-            let full = {
-                let mut waiting = self.lock();
-                let before = waiting.bytes.0.len();
-                if before + scratch.0.len() + 8 > HOLD_AT_MOST || waiting.records >= self.limits.queue as u64 {
-                    None
-                } else {
-                    waiting.bytes.bytes(field, &scratch.0);
-                    waiting.records += 1;
-                    // Only the record that crosses a threshold wakes the exporter.
-                    let crossed = before < EXPORT_AT && waiting.bytes.0.len() >= EXPORT_AT;
-                    Some(crossed || waiting.records == self.limits.batch as u64)
-                }
-            };
-            match full {
-                None => self.lose(1, "the OTLP outbox is full (is the collector reachable?)"),
-                Some(true) => self.ready.notify_one(),
-                Some(false) => {}
+            let mut waiting = self.lock();
+            let before = waiting.bytes.0.len();
+            if before + scratch.0.len() + 8 > HOLD_AT_MOST || waiting.records >= self.limits.queue as u64 {
+                return None;
             }
+            waiting.bytes.bytes(field, &scratch.0);
+            waiting.records += 1;
+            // Only the record that crosses a threshold wakes the exporter.
+            let crossed = before < EXPORT_AT && waiting.bytes.0.len() >= EXPORT_AT;
+            Some(crossed || waiting.records == self.limits.batch as u64)
         });
+        // Outside the scratch buffer and the lock: a loss is logged, and a log line may become a
+        // span event.
+        match full {
+            None => self.lose(1, "the OTLP outbox is full (is the collector reachable?)"),
+            Some(true) => self.ready.notify_one(),
+            Some(false) => {}
+        }
     }
 
     /// Counts `n` records lost, and logs the first loss of a run of them.

@@ -197,15 +197,18 @@ impl Span {
     /// Adds an attribute (an outcome known only at the end).
     pub fn set(&self, attribute: impl FnOnce() -> KeyValue) {
         if let Inner::Recording(w) = &self.0 {
-            w.with(|r| r.attributes.push(attribute()));
+            // Made before the lock is taken: making it may log, and a log line takes it too.
+            let attribute = attribute();
+            w.with(|r| r.attributes.push(attribute));
         }
     }
 
     /// Marks the span failed, with the `error.type` attribute the semantic conventions ask for.
     pub fn fail(&self, error_type: impl FnOnce() -> opentelemetry::Value) {
         if let Inner::Recording(w) = &self.0 {
+            let error_type = KeyValue::new("error.type", error_type());
             w.with(|r| {
-                r.attributes.push(KeyValue::new("error.type", error_type()));
+                r.attributes.push(error_type);
                 r.status = Status::error("");
             });
         }
