@@ -365,12 +365,13 @@ pub fn log_export(signal: &Signal, resource: &Resource, lost: fn(u64)) -> Result
 
 /// An outbox for `signal` and the task that exports it over HTTP.
 fn outbox<P>(signal: &Signal, resource: &Resource, batching: Batching, lost: fn(u64)) -> Result<Export<P>, OtlpError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
     let export = signal.http_export()?;
     let limits = batching.limits(&|k| std::env::var(k).ok())?;
     let resource = EncodedResource::new(resource);
     let outbox = Arc::new(Outbox::new(limits, lost));
     let wrap = Box::new(move |records: &[u8]| protobuf::request_of(&resource, SCOPE, records));
-    let exporting = outbox::start(Arc::clone(&outbox), export, wrap);
+    let exporting = outbox::start(&runtime, Arc::clone(&outbox), export, wrap);
     Ok(Export::Outbox(outbox, exporting))
 }
 

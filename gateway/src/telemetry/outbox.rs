@@ -160,11 +160,11 @@ impl Exporting {
 /// What makes an export request of the records' bytes.
 pub type Wrap = Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
-/// Starts the task that exports `outbox` through `export`, each request made by `wrap` around the
-/// records' bytes. Call it on the runtime the exports are to run on.
-pub fn start(outbox: Arc<Outbox>, export: HttpExport, wrap: Wrap) -> Exporting {
+/// Starts the task that exports `outbox` through `export` on `runtime`, each request made by
+/// `wrap` around the records' bytes.
+pub fn start(runtime: &tokio::runtime::Handle, outbox: Arc<Outbox>, export: HttpExport, wrap: Wrap) -> Exporting {
     let (stop, mut stopped) = oneshot::channel::<std::sync::mpsc::SyncSender<()>>();
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let done = loop {
             let done = tokio::select! {
                 () = outbox.ready.notified() => None,
