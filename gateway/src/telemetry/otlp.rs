@@ -358,7 +358,14 @@ pub fn log_export(signal: &Signal, resource: &Resource, lost: fn(u64)) -> Result
     Ok(match signal.protocol {
         Protocol::HttpProtobuf => outbox(signal, resource, Batching::LOGS, lost)?,
         Protocol::Grpc => {
-            Export::Batch(BatchLogProcessor::builder(grpc!(opentelemetry_otlp::LogExporter, signal)).build())
+            let batch = Batching::LOGS.limits(&|k| std::env::var(k).ok())?;
+            let config = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                .with_max_queue_size(batch.queue)
+                .with_max_export_batch_size(batch.batch)
+                .with_scheduled_delay(batch.delay)
+                .build();
+            let exporter = grpc!(opentelemetry_otlp::LogExporter, signal);
+            Export::Batch(BatchLogProcessor::builder(exporter).with_batch_config(config).build())
         }
     })
 }
