@@ -26,19 +26,60 @@ pub struct HttpExport {
     url: reqwest::Url,
     headers: HeaderMap,
     timeout: Duration,
+    /// Where the exports go, for errors and the log: never the headers (API keys) or the URL's
+    /// user part.
+    target: String,
 }
 
 impl HttpExport {
     /// Exports to `url` with `headers` (marked sensitive: they carry API keys), each export
     /// given up after `timeout`.
     pub(super) fn new(client: reqwest::Client, url: reqwest::Url, headers: HeaderMap, timeout: Duration) -> Self {
-        Self { client, url, headers, timeout }
+        let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        Self { client, url, headers, timeout, target }
     }
 
-    /// Posts `body`, trying again while the collector asks for it and time is left. Runs on the
-    /// runtime (the outbox's task).
+    /// Posts `body` until it is taken, refused for good, or the export's timeout has passed.
+    /// Runs on the runtime (the outbox's task).
     pub(super) async fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
-        send(&self.client, self.url.clone(), self.headers.clone(), body.into(), self.timeout).await
+        let body = bytes::Bytes::from(body);
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let request = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))
+                .timeout(left)
+                .body(body.clone());
+            let (retry, why, after) = match request.send().await {
+                Ok(answer) if answer.status().is_success() => {
+                    let answer = answer.bytes().await.unwrap_or_default();
+                    if let Some((rejected, message)) = protobuf::partial_success(&answer) {
+                        tracing::warn!(target: "scimbridge::telemetry", export = %self.target, rejected, message, "the OTLP collector rejected part of an export");
+                    }
+                    return Ok(());
+                }
+                Ok(answer) => {
+                    let status = answer.status();
+                    let after = retry_after(answer.headers());
+                    (retryable(status), format!("HTTP {}", status.as_u16()), after)
+                }
+                Err(e) => (
+                    e.is_connect(),
+                    if e.is_timeout() { "timed out".to_owned() } else { e.without_url().to_string() },
+                    None,
+                ),
+            };
+            let wait = after.unwrap_or_else(|| backoff + jitter(backoff));
+            if !retry || Instant::now() + wait >= deadline {
+                return Err(ExportError { target: self.target.clone(), why });
+            }
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
 }
 
@@ -49,54 +90,6 @@ pub struct ExportError {
     /// Where the export went, without the URL's user part or query.
     target: String,
     why: String,
-}
-
-/// Posts `body` until it is taken, refused for good, or `timeout` has passed.
-async fn send(
-    client: &reqwest::Client,
-    url: reqwest::Url,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-    timeout: Duration,
-) -> Result<(), ExportError> {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = FIRST_BACKOFF;
-    // Only where the export goes, never its headers (API keys) or the URL's user part.
-    let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let request = client
-            .post(url.clone())
-            .headers(headers.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))
-            .timeout(left)
-            .body(body.clone());
-        let (retry, why, after) = match request.send().await {
-            Ok(answer) if answer.status().is_success() => {
-                let answer = answer.bytes().await.unwrap_or_default();
-                if let Some((rejected, message)) = protobuf::partial_success(&answer) {
-                    tracing::warn!(target: "scimbridge::telemetry", export = %target, rejected, message, "the OTLP collector rejected part of an export");
-                }
-                return Ok(());
-            }
-            Ok(answer) => {
-                let status = answer.status();
-                let after = retry_after(answer.headers());
-                (retryable(status), format!("HTTP {}", status.as_u16()), after)
-            }
-            Err(e) => (
-                e.is_connect(),
-                if e.is_timeout() { "timed out".to_owned() } else { e.without_url().to_string() },
-                None,
-            ),
-        };
-        let wait = after.unwrap_or_else(|| backoff + jitter(backoff));
-        if !retry || Instant::now() + wait >= deadline {
-            return Err(ExportError { target, why });
-        }
-        tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
 }
 
 /// The answers OTLP/HTTP says to try again after.

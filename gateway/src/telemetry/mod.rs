@@ -139,11 +139,6 @@ pub enum AuditExport {
 /// How long shutdown waits for an outbox's last export.
 const LAST_EXPORT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Sends what an outbox holds and stops its task.
-fn finish(exporting: outbox::Exporting) -> Result<(), String> {
-    exporting.finish(LAST_EXPORT).then_some(()).ok_or_else(|| "timed out".to_owned())
-}
-
 impl Telemetry {
     /// The Prometheus scrape source, when [`Config::prometheus`] asked for one.
     pub fn scrape(&self) -> Option<Scrape> {
@@ -162,12 +157,9 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         // Errors here can only be reported to the log that is shutting down with them.
-        let flushed = match self.traces.take() {
-            Some(otlp::Export::Batch(b)) => b.shutdown().map_err(|e| e.to_string()),
-            Some(otlp::Export::Outbox(_, exporting)) => finish(exporting),
-            None => Ok(()),
-        };
-        if let Err(e) = flushed {
+        if let Some(t) = self.traces.take()
+            && let Err(e) = t.finish(LAST_EXPORT, |b| b.shutdown())
+        {
             eprintln!("telemetry: flushing spans failed: {e}");
         }
         if let Some(m) = self.meter.take()
@@ -175,12 +167,9 @@ impl Drop for Telemetry {
         {
             eprintln!("telemetry: flushing metrics failed: {e}");
         }
-        let flushed = match self.logs.take() {
-            Some(otlp::Export::Batch(l)) => l.shutdown().map_err(|e| e.to_string()),
-            Some(otlp::Export::Outbox(_, exporting)) => finish(exporting),
-            None => Ok(()),
-        };
-        if let Err(e) = flushed {
+        if let Some(l) = self.logs.take()
+            && let Err(e) = l.finish(LAST_EXPORT, |l| l.shutdown())
+        {
             eprintln!("telemetry: flushing audit records failed: {e}");
         }
     }

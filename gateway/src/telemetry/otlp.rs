@@ -19,6 +19,7 @@ use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::BatchLogProcessor;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -322,6 +323,17 @@ pub fn metric_exporter(signal: &Signal) -> Result<MetricExporter, OtlpError> {
 pub enum Export<P> {
     Outbox(Arc<Outbox>, Exporting),
     Batch(P),
+}
+
+impl<P> Export<P> {
+    /// Sends what waits and stops: the outbox's task, waiting up to `timeout` for its last
+    /// export, or the batch processor, through `shutdown`.
+    pub fn finish(self, timeout: Duration, shutdown: impl FnOnce(P) -> OTelSdkResult) -> Result<(), String> {
+        match self {
+            Self::Outbox(_, exporting) => exporting.finish(timeout).then_some(()).ok_or_else(|| "timed out".to_owned()),
+            Self::Batch(batch) => shutdown(batch).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The instrumentation scope of our spans and audit records.

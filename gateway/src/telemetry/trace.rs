@@ -164,8 +164,7 @@ impl Span {
         match parent {
             Inner::Recording(parent) => Self(Inner::Recording(parent.child(kind, name(), attributes()))),
             Inner::Unsampled(Unsampled(sc)) => {
-                let id = RandomIdGenerator::default().new_span_id();
-                let sc = SpanContext::new(sc.trace_id(), id, sc.trace_flags(), false, sc.trace_state().clone());
+                let sc = in_trace(&sc, RandomIdGenerator::default().new_span_id());
                 Self(Inner::Unsampled(Unsampled(sc)))
             }
             Inner::Off => Self::root(t, &SpanContext::empty_context(), kind, true, name, attributes),
@@ -329,12 +328,11 @@ impl Pending {
 
     /// `span` as the SDK's exporters take it.
     fn data(&self, span: Recorded) -> SpanData {
-        let t = &self.trace;
         let mut events = Events::default();
         events.events = span.events;
         events.dropped_count = span.dropped_events;
         SpanData {
-            span_context: SpanContext::new(t.trace_id(), span.id, t.trace_flags(), false, t.trace_state().clone()),
+            span_context: in_trace(&self.trace, span.id),
             parent_span_id: span.parent.unwrap_or(SpanId::INVALID),
             parent_span_is_remote: span.remote_parent,
             span_kind: span.kind,
@@ -361,7 +359,7 @@ impl Current {
 
     fn child(&self, kind: SpanKind, name: Cow<'static, str>, attributes: Vec<KeyValue>) -> Current {
         let id = RandomIdGenerator::default().new_span_id();
-        let sc = SpanContext::new(self.sc.trace_id(), id, self.sc.trace_flags(), false, self.sc.trace_state().clone());
+        let sc = in_trace(&self.sc, id);
         let mut state = self.pending.lock();
         state.spans.push(Recorded::new(id, Some(self.sc.span_id()), false, kind, name, attributes));
         Current { pending: Arc::clone(&self.pending), index: state.spans.len() - 1, sc }
@@ -439,6 +437,11 @@ impl Recorded {
             self.dropped_events += 1;
         }
     }
+}
+
+/// The context of the span `id` in the trace of `sc`: same trace id, flags and state.
+fn in_trace(sc: &SpanContext, id: SpanId) -> SpanContext {
+    SpanContext::new(sc.trace_id(), id, sc.trace_flags(), false, sc.trace_state().clone())
 }
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
